@@ -1,0 +1,112 @@
+// What the bench measures: one entry per subject, each started as its own process (the
+// upstream is shared and started once by the runner). A new subject is a new entry here.
+import { fileURLToPath } from 'node:url'
+import { startServer, type PortMatcher } from './lib/children.js'
+
+export interface SubjectContext {
+  /** Base URL of the shared upstream, e.g. http://127.0.0.1:41234 */
+  upstreamUrl: string
+  /** How the shared upstream was started. */
+  upstreamCommandLine: string
+  /** The repository root (holds bin/ and dist/). */
+  root: string
+}
+
+export interface RunningSubject {
+  url: string
+  commandLine: string
+  /** False once the subject's process has died. */
+  alive(): boolean
+  stop(): Promise<void>
+}
+
+export interface Subject {
+  name: string
+  description: string
+  start(ctx: SubjectContext): Promise<RunningSubject>
+}
+
+const HOST = '127.0.0.1'
+const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url))
+
+/** Our own servers print `{"port":N}`. */
+export const announcedPort: PortMatcher = (line) => {
+  const obj = parseJsonLine(line)
+  return typeof obj?.port === 'number' ? obj.port : undefined
+}
+
+/** tollgate logs (pino) `{"msg":"listening","port":N,...}`, possibly after other lines. */
+export const tollgateListening: PortMatcher = (line) => {
+  const obj = parseJsonLine(line)
+  if (obj?.msg !== 'listening') return undefined
+  if (typeof obj.port === 'number') return obj.port
+  const address = obj.address as { port?: unknown } | undefined
+  return typeof address?.port === 'number' ? address.port : undefined
+}
+
+function parseJsonLine(line: string): Record<string, unknown> | undefined {
+  if (!line.startsWith('{')) return undefined
+  try {
+    const value: unknown = JSON.parse(line)
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+export const subjects: readonly Subject[] = [
+  {
+    name: 'upstream',
+    description: 'the upstream itself, no proxy: the ceiling',
+    async start(ctx) {
+      return { url: `${ctx.upstreamUrl}/`, commandLine: ctx.upstreamCommandLine, alive: () => true, stop: async () => {} }
+    },
+  },
+  {
+    name: 'bare-proxy',
+    description: 'node:http + one undici Pool, streamed (bench/bare-proxy.ts): the floor',
+    async start(ctx) {
+      const s = await startServer({
+        name: 'bare-proxy',
+        command: process.execPath,
+        args: [here('./bare-proxy.js'), ctx.upstreamUrl, '--host', HOST, '--port', '0'],
+        ready: announcedPort,
+        startTimeoutMs: 10_000,
+      })
+      return { url: `http://${HOST}:${s.port}/`, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
+    },
+  },
+  {
+    name: 'tollgate',
+    description: 'tollgate, 1 worker, no plugins',
+    async start(ctx) {
+      const s = await startServer({
+        name: 'tollgate',
+        command: process.execPath,
+        args: [
+          `${ctx.root}/bin/tollgate.js`,
+          '--upstream', ctx.upstreamUrl,
+          '--host', HOST,
+          '--port', '0',
+          '--workers', '1',
+          '--log-level', 'warn',
+        ],
+        cwd: ctx.root,
+        ready: tollgateListening,
+        startTimeoutMs: 20_000,
+      })
+      return { url: `http://${HOST}:${s.port}/`, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
+    },
+  },
+]
+
+/** The shared upstream, started once per bench run. */
+export function startUpstream(): ReturnType<typeof startServer> {
+  return startServer({
+    name: 'upstream',
+    command: process.execPath,
+    args: [here('./upstream.js'), '--host', HOST, '--port', '0'],
+    ready: announcedPort,
+    startTimeoutMs: 10_000,
+  })
+}

@@ -1,0 +1,183 @@
+import { parseArgs } from 'node:util'
+import type { Logger } from 'pino'
+import { Acceptor, prepareConfig } from './acceptor.js'
+import { configFromFlags, readConfigFile } from './config.js'
+import type { RawConfig } from './config.js'
+import { startDemo } from './demo.js'
+import { codes, GatewayError } from './errors.js'
+import { createLogger, flushLogger } from './log.js'
+import { builtinPlugins } from '../plugins/index.js'
+import { importPlugin, resolvePluginModule } from './plugin-loader.js'
+import { VERSION } from './version.js'
+
+const HELP = `tollgate ${VERSION}: an API gateway for security policies
+
+Usage:
+  tollgate                                   start the embedded demo (upstream + sample policies)
+  tollgate --upstream URL [options]          proxy everything to one upstream
+  tollgate --config gateway.yaml [options]   run a config file (YAML or JSON)
+  tollgate validate FILE                     check a config file; exit 0 if good, 2 if not
+
+Options:
+  -c, --config FILE        config file (YAML or JSON)
+  -u, --upstream URL       upstream origin, e.g. http://127.0.0.1:3000 (no config file)
+  -p, --plugins a,b        built-in plugins to run on every request (with --upstream)
+      --plugin PATH        a plugin module of your own (repeatable; with --upstream)
+      --host HOST          listen address (default 127.0.0.1)
+      --port N             listen port (default 8080; 0 picks a free one)
+  -w, --workers N          worker threads (default: available parallelism)
+      --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
+  -h, --help               this text
+  -v, --version            the version
+
+Built-in plugins: ${Object.keys(builtinPlugins).join(', ')}
+Exit codes: 0 ok, 2 bad usage, bad config or failed start.`
+
+const OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  upstream: { type: 'string', short: 'u' },
+  plugins: { type: 'string', short: 'p' },
+  plugin: { type: 'string', multiple: true },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  workers: { type: 'string', short: 'w' },
+  'log-level': { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean', short: 'v' }
+} as const
+
+type Flags = ReturnType<typeof parseArgs<{ options: typeof OPTIONS, allowPositionals: true }>>['values']
+
+function intFlag (name: string, value: string | undefined, min: number, max: number): number | undefined {
+  if (value === undefined) return undefined
+  if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw codes.GW_ERR_CLI_USAGE(`--${name} must be an integer from ${min} to ${max}, got '${value}'`)
+  }
+  return Number(value)
+}
+
+/** Print a failure as one clear line (plus one line per config problem), no stack trace. */
+function report (err: unknown): void {
+  if (err instanceof GatewayError) {
+    process.stderr.write(`tollgate: ${err.message} [${err.code}]\n`)
+    for (const d of err.details) process.stderr.write(`${d}\n`)
+  } else {
+    process.stderr.write(`tollgate: ${(err as Error)?.message ?? String(err)}\n`)
+  }
+}
+
+async function rawFromFlags (flags: Flags): Promise<RawConfig> {
+  const port = intFlag('port', flags.port, 0, 65535)
+  const workers = intFlag('workers', flags.workers, 1, 256)
+  if (flags.config !== undefined) {
+    if (flags.upstream !== undefined || flags.plugins !== undefined || flags.plugin !== undefined) {
+      throw codes.GW_ERR_CLI_USAGE('--upstream, --plugins and --plugin go without --config; put routes and plugins in the file')
+    }
+    const raw = await readConfigFile(flags.config)
+    // Flags given beside a file override its listen address, workers and log level.
+    const v = (raw.value ?? {}) as Record<string, unknown>
+    if (typeof v === 'object' && !Array.isArray(v)) {
+      if (flags.host !== undefined || port !== undefined) v.listen = { ...(v.listen as object ?? {}), ...(flags.host !== undefined ? { host: flags.host } : {}), ...(port !== undefined ? { port } : {}) }
+      if (workers !== undefined) v.workers = workers
+      if (flags['log-level'] !== undefined) v.logLevel = flags['log-level']
+    }
+    return raw
+  }
+  const upstream = flags.upstream as string
+  if (!/^https?:\/\/[^/]+/i.test(upstream)) throw codes.GW_ERR_CLI_USAGE(`--upstream must be an http:// or https:// URL, got '${upstream}'`)
+  const plugins: Array<{ name: string, module?: string }> = []
+  for (const name of (flags.plugins ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '')) plugins.push({ name })
+  for (const path of flags.plugin ?? []) {
+    // A user plugin's name comes from its module.
+    const url = resolvePluginModule({ name: path, module: path }, process.cwd())
+    const plugin = await importPlugin(path, url)
+    plugins.push({ name: plugin.name, module: url })
+  }
+  return configFromFlags({ upstream, host: flags.host, port, workers, logLevel: flags['log-level'], plugins })
+}
+
+async function validateCommand (file: string | undefined): Promise<number> {
+  if (file === undefined) throw codes.GW_ERR_CLI_USAGE('validate needs a file: tollgate validate gateway.yaml')
+  const log = createLogger('silent')
+  const raw = await readConfigFile(file)
+  const prepared = await prepareConfig(raw, log)
+  const plugins = new Set([...prepared.config.plugins, ...prepared.config.routes.flatMap((r) => r.plugins)].map((p) => p.name))
+  process.stdout.write(`${file}: ok (${prepared.config.routes.length} route(s), plugins: ${[...plugins].join(', ') || 'none'})\n`)
+  return 0
+}
+
+/** Serve until SIGTERM/SIGINT; then drain and exit 0. */
+async function serve (raw: RawConfig, log: Logger, banner?: (port: number, host: string) => string): Promise<number> {
+  const prepared = await prepareConfig(raw, log)
+  if (prepared.config.logLevel !== log.level) log.level = prepared.config.logLevel
+  const acceptor = new Acceptor(prepared, log)
+  const info = await acceptor.start()
+  // Always written, whatever the log level: scripts and the bench wait for this line.
+  log.child({}, { level: 'info' }).info({ host: info.host, port: info.port, workers: info.workers, generation: acceptor.generation, version: VERSION }, 'listening')
+  if (banner !== undefined) process.stderr.write(banner(info.port, info.host))
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = (signal: string): void => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting now')
+        void flushLogger(log).then(() => process.exit(1))
+        return
+      }
+      stopping = true
+      const deadline = prepared.config.limits.drainTimeout
+      log.info({ signal, deadlineMs: deadline }, 'draining')
+      void acceptor.close(deadline).then(async () => {
+        log.info('stopped')
+        await flushLogger(log)
+        resolve(0)
+      })
+    }
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+    // Live policy updates arrive in a later release; until then SIGHUP must not kill us.
+    process.on('SIGHUP', () => log.warn('SIGHUP: live reload is not available yet; restart to apply a new config'))
+  })
+}
+
+export async function main (argv: string[]): Promise<void> {
+  let code = 0
+  try {
+    const { values: flags, positionals } = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true })
+    if (flags.help === true) {
+      process.stdout.write(HELP + '\n')
+    } else if (flags.version === true) {
+      process.stdout.write(VERSION + '\n')
+    } else if (positionals[0] === 'validate') {
+      code = await validateCommand(positionals[1])
+    } else if (positionals.length > 0 && positionals[0] !== 'serve') {
+      throw codes.GW_ERR_CLI_USAGE(`unknown command '${positionals[0] ?? ''}'; see tollgate --help`)
+    } else {
+      const level = flags['log-level'] ?? 'info'
+      const log = createLogger(level, { role: 'acceptor' })
+      if (flags.config === undefined && flags.upstream === undefined) {
+        if (flags.plugins !== undefined || flags.plugin !== undefined) throw codes.GW_ERR_CLI_USAGE('--plugins needs --upstream (or use --config)')
+        const demo = await startDemo({ host: flags.host, port: intFlag('port', flags.port, 0, 65535), workers: intFlag('workers', flags.workers, 1, 256), logLevel: level })
+        try {
+          code = await serve(demo.raw, log, demo.banner)
+        } finally {
+          await demo.close()
+        }
+      } else {
+        code = await serve(await rawFromFlags(flags), log)
+      }
+    }
+  } catch (err) {
+    const e = err as { code?: string, message?: string }
+    if (typeof e?.code === 'string' && e.code.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`tollgate: ${e.message ?? ''}; see tollgate --help\n`)
+    } else {
+      report(err)
+    }
+    code = 2
+  }
+  process.exitCode = code
+  // Threads, sockets and logs are closed and flushed by now; a stray timer in a user's
+  // plugin must not keep a stopped gateway alive.
+  setTimeout(() => process.exit(code), 50)
+}

@@ -1,0 +1,184 @@
+/**
+ * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
+ * for the published `schema/gateway.schema.json` editors use (scripts/build-schema.ts).
+ */
+
+/** Milliseconds as a number, or a string such as `500ms`, `10s`, `2m`, `1h`. */
+const duration = {
+  anyOf: [
+    { type: 'integer', minimum: 0 },
+    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
+  ],
+  description: 'Milliseconds, or a string with a unit: 500ms, 10s, 2m, 1h'
+} as const
+
+const httpUrl = { type: 'string', format: 'http-url', description: 'An http:// or https:// origin, e.g. http://127.0.0.1:3000' } as const
+
+const pluginRef = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name'],
+  properties: {
+    name: { type: 'string', minLength: 1, pattern: '^[a-z0-9][a-z0-9._-]*$', description: 'A built-in plugin name, or the name a module given in `module` exports' },
+    module: { type: 'string', minLength: 1, description: 'Path (relative to the config file) or package name of a user plugin' },
+    enabled: { type: 'boolean', default: true },
+    config: { type: 'object', default: {}, description: "The plugin's own config; checked against the plugin's schema" }
+  }
+} as const
+
+const timeouts = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    connect: { ...duration, default: 5000 },
+    headers: { ...duration, default: 30000, description: 'Time to the upstream response headers' },
+    body: { ...duration, default: 30000, description: 'Idle time between upstream body chunks' }
+  },
+  default: {}
+} as const
+
+const upstream = {
+  anyOf: [
+    httpUrl,
+    {
+      type: 'object',
+      additionalProperties: false,
+      required: ['targets'],
+      properties: {
+        targets: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            anyOf: [
+              httpUrl,
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['url'],
+                properties: { url: httpUrl, weight: { type: 'integer', minimum: 1, maximum: 1000, description: 'Relative share of requests; default 1' } }
+              }
+            ]
+          }
+        },
+        connections: { type: 'integer', minimum: 1, maximum: 10000, description: 'Max connections per target per worker; default 128' }
+      }
+    }
+  ]
+} as const
+
+const route = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'match', 'upstream'],
+  properties: {
+    name: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$' },
+    match: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['path'],
+      properties: {
+        path: { type: 'string', pattern: '^/', description: 'A path prefix (matched at segment boundaries), with optional :param segments' },
+        exact: { type: 'boolean', default: false, description: 'Match the path only, not what is below it' },
+        methods: {
+          type: 'array',
+          minItems: 1,
+          uniqueItems: true,
+          items: { type: 'string', enum: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] }
+        },
+        host: {
+          anyOf: [
+            { type: 'string', minLength: 1 },
+            { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 } }
+          ],
+          description: 'Host header value(s) this route serves (without port); any host when absent'
+        }
+      }
+    },
+    upstream,
+    preserveHost: { type: 'boolean', default: false, description: "Send the client's Host upstream instead of the upstream's" },
+    stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
+    timeouts,
+    plugins: { type: 'array', items: pluginRef, default: [] }
+  }
+} as const
+
+export const gatewaySchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://tollgate.dev/schema/gateway.schema.json',
+  title: 'tollgate gateway config',
+  type: 'object',
+  additionalProperties: false,
+  required: ['routes'],
+  properties: {
+    listen: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        host: { type: 'string', minLength: 1, default: '127.0.0.1' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 }
+      },
+      default: {}
+    },
+    workers: { type: 'integer', minimum: 1, maximum: 256, description: 'Worker threads; default: available parallelism' },
+    logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+    limits: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        maxHeaderSize: { type: 'integer', minimum: 1024, maximum: 1048576, default: 16384, description: 'Bytes of request line + headers (431 above)' },
+        maxHeadersCount: { type: 'integer', minimum: 8, maximum: 2000, default: 100, description: 'Header lines per request' },
+        headersTimeout: { ...duration, default: 10000, description: 'Time for a client to send the whole header block (408)' },
+        requestTimeout: { ...duration, default: 30000, description: 'Time for a client to send the whole request (408)' },
+        keepAliveTimeout: { ...duration, default: 5000, description: 'Idle keep-alive connections are closed after this' },
+        drainTimeout: { ...duration, default: 30000, description: 'On SIGTERM, in-flight requests get this long to finish' },
+        maxRequestsPerSocket: { type: 'integer', minimum: 0, default: 0, description: '0: unlimited' }
+      },
+      default: {}
+    },
+    timeouts,
+    plugins: { type: 'array', items: pluginRef, default: [], description: 'Global plugins: every route runs these' },
+    routes: { type: 'array', items: route, description: 'Routes, matched by host, path and method' }
+  }
+} as const
+
+export type Duration = number | string
+
+export interface PluginRef {
+  name: string
+  module?: string
+  enabled: boolean
+  config: Record<string, unknown>
+}
+
+export interface TimeoutsConfig { connect: number, headers: number, body: number }
+
+export interface UpstreamTarget { url: string, weight?: number }
+
+export interface RouteConfig {
+  name: string
+  match: { path: string, exact: boolean, methods?: string[], host?: string | string[] }
+  upstream: string | { targets: Array<string | UpstreamTarget>, connections?: number }
+  preserveHost: boolean
+  stripPrefix: boolean
+  timeouts: TimeoutsConfig
+  plugins: PluginRef[]
+}
+
+/** The config after validation: defaults filled in, durations in milliseconds. */
+export interface GatewayConfig {
+  listen: { host: string, port: number }
+  workers: number
+  logLevel: string
+  limits: {
+    maxHeaderSize: number
+    maxHeadersCount: number
+    headersTimeout: number
+    requestTimeout: number
+    keepAliveTimeout: number
+    drainTimeout: number
+    maxRequestsPerSocket: number
+  }
+  timeouts: TimeoutsConfig
+  plugins: PluginRef[]
+  routes: RouteConfig[]
+}

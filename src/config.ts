@@ -1,0 +1,94 @@
+import { readFile } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
+import { dirname, extname, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { createConfigAjv } from './ajv.js'
+import { gatewaySchema } from './config-schema.js'
+import type { GatewayConfig, RouteConfig, TimeoutsConfig } from './config-schema.js'
+import { toMs } from './duration.js'
+import { codes } from './errors.js'
+import { formatSchemaErrors } from './schema-errors.js'
+
+const ajv = createConfigAjv()
+const validateGateway = ajv.compile(gatewaySchema)
+
+/** A config as read from somewhere, before validation. */
+export interface RawConfig {
+  /** The file it came from, or a label such as `<command line>`; used in every error line. */
+  source: string
+  /** Directory that relative paths in it resolve against. */
+  dir: string
+  value: unknown
+}
+
+/** Read and parse a YAML or JSON file. Errors name the file. */
+export async function readConfigFile (file: string): Promise<RawConfig> {
+  const path = resolve(file)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw codes.GW_ERR_CONFIG_READ(file, (err as NodeJS.ErrnoException).code ?? (err as Error).message, { details: [`${file}: cannot read: ${(err as Error).message}`] })
+  }
+  let value: unknown
+  try {
+    value = extname(path).toLowerCase() === '.json' ? JSON.parse(text) : parseYaml(text, { uniqueKeys: true, maxAliasCount: 100 })
+  } catch (err) {
+    const reason = (err as Error).message.split('\n')[0] ?? 'parse error'
+    throw codes.GW_ERR_CONFIG_PARSE(file, reason, { details: [`${file}: ${reason}`] })
+  }
+  return { source: file, dir: dirname(path), value }
+}
+
+/**
+ * Check a raw config against the gateway schema and return it with defaults filled in and
+ * durations in milliseconds. Throws GW_ERR_CONFIG_INVALID listing every problem as
+ * `source: /json/path: reason`. Plugin configs are checked later, by the plugin loader,
+ * once the plugins' own schemas are known.
+ */
+export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
+  const value = structuredClone(raw.value ?? {})
+  if (!validateGateway(value)) {
+    const lines = formatSchemaErrors(validateGateway.errors ?? [], value).map((l) => `${raw.source}: ${l}`)
+    throw codes.GW_ERR_CONFIG_INVALID(raw.source, lines.length, { details: lines })
+  }
+  const cfg = value as unknown as GatewayConfig & { workers?: number }
+  const problems: string[] = []
+  const names = new Set<string>()
+  cfg.routes.forEach((r, i) => {
+    if (names.has(r.name)) problems.push(`${raw.source}: /routes/${i}/name: route name '${r.name}' is used twice`)
+    names.add(r.name)
+  })
+  if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(raw.source, problems.length, { details: problems })
+
+  return normalize(cfg)
+}
+
+function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig {
+  return { connect: toMs(t.connect ?? 5000), headers: toMs(t.headers ?? 30000), body: toMs(t.body ?? 30000) }
+}
+
+function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
+  const limits = cfg.limits as unknown as Record<string, number | string>
+  for (const k of ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'drainTimeout']) limits[k] = toMs(limits[k] as number | string)
+  cfg.timeouts = normalizeTimeouts(cfg.timeouts as unknown as Record<string, number | string>)
+  cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
+  cfg.routes = cfg.routes.map((r): RouteConfig => ({
+    ...r,
+    // A route's own timeouts override the global ones field by field.
+    timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) })
+  }))
+  return cfg as GatewayConfig
+}
+
+/** A config from command-line flags: one catch-all route to one upstream. */
+export function configFromFlags (flags: { upstream: string, host?: string, port?: number, workers?: number, logLevel?: string, plugins: Array<{ name: string, module?: string }> }): RawConfig {
+  const value: Record<string, unknown> = {
+    listen: { host: flags.host ?? '127.0.0.1', port: flags.port ?? 8080 },
+    plugins: flags.plugins.map((p) => (p.module === undefined ? { name: p.name } : { name: p.name, module: p.module })),
+    routes: [{ name: 'default', match: { path: '/' }, upstream: flags.upstream }]
+  }
+  if (flags.workers !== undefined) value.workers = flags.workers
+  if (flags.logLevel !== undefined) value.logLevel = flags.logLevel
+  return { source: '<command line>', dir: process.cwd(), value }
+}

@@ -1,0 +1,94 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { sendReply } from './problem.js'
+import type { ClientInfo, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+
+const NO_ROUTE: RouteInfo = Object.freeze({ name: '', upstream: '' })
+const NO_PARAMS: Readonly<Record<string, string | undefined>> = Object.freeze({})
+
+/**
+ * The per-request context: one object per request, created by the worker's request handler
+ * and passed to every hook. Upstream header edits are kept aside and applied when the
+ * proxy builds the upstream request, after hop-by-hop headers are gone.
+ */
+export class Context implements RequestContext {
+  readonly method: string
+  readonly path: string
+  readonly query: string
+  readonly headers: IncomingHttpHeaders
+  readonly client: ClientInfo
+  route: RouteInfo = NO_ROUTE
+  params: Readonly<Record<string, string | undefined>> = NO_PARAMS
+  id = ''
+  readonly generation: number
+  readonly state: Record<string, unknown> = {}
+  readonly outcome: RequestOutcome = { status: 0, bytesOut: 0, bytesIn: 0, upstream: undefined, upstreamMs: undefined, repliedBy: undefined, code: undefined, aborted: false }
+  /** Name of the plugin whose hook is running, for `outcome.repliedBy`. */
+  current = 'gateway'
+  upstreamSet: Map<string, string> | undefined
+  upstreamRemove: Set<string> | undefined
+  responseHeaders: Record<string, string | number | readonly string[]> | undefined
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly #start: number
+  readonly #baseLog: Logger
+  #log: Logger | undefined
+  #replied = false
+
+  constructor (req: IncomingMessage, res: ServerResponse, path: string, query: string, client: ClientInfo, generation: number, log: Logger, start: number) {
+    this.req = req
+    this.res = res
+    this.method = req.method as string
+    this.path = path
+    this.query = query
+    this.headers = req.headers
+    this.client = client
+    this.generation = generation
+    this.#baseLog = log
+    this.#start = start
+  }
+
+  get replied (): boolean { return this.#replied }
+
+  /** A child logger is made only when a hook asks for it (most requests never log). */
+  get log (): Logger {
+    this.#log ??= this.#baseLog.child({ reqId: this.id, route: this.route.name })
+    return this.#log
+  }
+
+  elapsed (): number { return performance.now() - this.#start }
+
+  reply (status: number, options?: ReplyOptions): void {
+    if (this.#replied) return
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`reply(): status must be an integer 200-599, got ${status}`)
+    this.#replied = true
+    this.outcome.repliedBy = this.current
+    this.outcome.code = options?.code
+    this.outcome.status = status
+    if (this.res.headersSent || this.res.destroyed) return
+    this.outcome.bytesOut = sendReply(this.res, status, options, this.responseHeaders)
+  }
+
+  /** The gateway's own replies (404, 502...): same path as a plugin's, attributed to 'gateway'. */
+  gatewayReply (status: number, code: string, detail?: string, headers?: Record<string, string>): void {
+    this.current = 'gateway'
+    this.reply(status, { code, detail, headers })
+  }
+
+  setUpstreamHeader (name: string, value: string): void {
+    const key = name.toLowerCase()
+    this.upstreamRemove?.delete(key)
+    ;(this.upstreamSet ??= new Map()).set(key, value)
+  }
+
+  removeUpstreamHeader (name: string): void {
+    const key = name.toLowerCase()
+    this.upstreamSet?.delete(key)
+    ;(this.upstreamRemove ??= new Set()).add(key)
+  }
+
+  setResponseHeader (name: string, value: string | number | readonly string[]): void {
+    (this.responseHeaders ??= {})[name.toLowerCase()] = value
+    if (!this.res.headersSent) this.res.setHeader(name, value as string)
+  }
+}

@@ -1,0 +1,139 @@
+import type { Logger } from 'pino'
+import type { GatewayConfig, RouteConfig } from './config-schema.js'
+import { codes } from './errors.js'
+import type { Pipeline } from './pipeline.js'
+import { composePipeline } from './pipeline.js'
+import { checkHooks } from './plugin.js'
+import type { Plugin } from './plugin.js'
+import { globalPipeline, importPlugin, pipelineFor } from './plugin-loader.js'
+import type { PipelineEntry } from './plugin-loader.js'
+import { Router } from './router.js'
+import type { GenerationMessage, PluginHooks, RouteInfo } from './types.js'
+import { Balancer } from './upstream/balancer.js'
+import type { PoolRegistry } from './upstream/pools.js'
+import type { ProxyRoute, Target } from './upstream/proxy.js'
+
+export interface CompiledRoute {
+  info: RouteInfo
+  pipeline: Pipeline
+  proxy: ProxyRoute | undefined
+}
+
+/** Everything a worker needs to serve one config generation. */
+export interface Generation {
+  number: number
+  config: GatewayConfig
+  router: Router<CompiledRoute>
+  /** Global plugins only: for requests that match no route (404/405), so ip-filter, request
+   *  ids and access logs still apply to them. */
+  fallback: Pipeline
+  /** Every plugin instance, to close when the generation is retired. */
+  instances: Array<{ name: string, hooks: PluginHooks }>
+  pools: Set<import('undici').Pool>
+}
+
+export interface BuildOptions {
+  mode: 'worker' | 'dry-run'
+  log: Logger
+  /** Needed in 'worker' mode; upstream pools are not made in a dry run. */
+  pools?: PoolRegistry
+}
+
+function targetsOf (route: RouteConfig): Array<{ url: string, weight: number }> {
+  if (typeof route.upstream === 'string') return [{ url: route.upstream, weight: 1 }]
+  return route.upstream.targets.map((t) => (typeof t === 'string' ? { url: t, weight: 1 } : { url: t.url, weight: t.weight ?? 1 }))
+}
+
+function segmentsOf (path: string): number {
+  return path.split('/').filter((s) => s !== '').length
+}
+
+async function loadModules (modules: Record<string, string>): Promise<Map<string, Plugin>> {
+  const plugins = new Map<string, Plugin>()
+  for (const [name, url] of Object.entries(modules)) plugins.set(name, await importPlugin(name, url))
+  return plugins
+}
+
+/**
+ * Build a generation: import plugins, run every plugin's create() (once per instance:
+ * global entries are shared by the routes that run them), compose each route's pipeline,
+ * and build the router. On any failure, instances already made are closed and the error
+ * names the entry (`/routes/1/plugins/0`). The acceptor runs this as a dry run before any
+ * worker sees a generation.
+ */
+export async function buildGeneration (msg: GenerationMessage, opts: BuildOptions): Promise<Generation> {
+  const { config } = msg
+  const plugins = await loadModules(msg.modules)
+  const instances: Generation['instances'] = []
+  const byPath = new Map<string, PluginHooks>()
+  const pools = new Set<import('undici').Pool>()
+  const defs = []
+  const instantiate = async (e: PipelineEntry, routeName: string | undefined): Promise<PluginHooks> => {
+    let hooks = byPath.get(e.path)
+    if (hooks !== undefined) return hooks
+    try {
+      const made = await e.plugin.create(e.ref.config, {
+        log: opts.log.child({ plugin: e.plugin.name }),
+        generation: msg.number,
+        mode: opts.mode,
+        route: e.global ? undefined : routeName,
+        configDir: msg.configDir,
+        gateway: config
+      })
+      hooks = checkHooks(e.plugin.name, made)
+    } catch (err) {
+      const reason = (err as Error)?.message ?? String(err)
+      throw codes.GW_ERR_PLUGIN_CREATE(e.plugin.name, reason, { cause: err, details: [`${e.path}: plugin '${e.plugin.name}' failed in create(): ${reason}`] })
+    }
+    byPath.set(e.path, hooks)
+    instances.push({ name: e.plugin.name, hooks })
+    return hooks
+  }
+  try {
+    const fallbackChain: Array<{ name: string, hooks: PluginHooks }> = []
+    for (const e of globalPipeline(config, plugins)) fallbackChain.push({ name: e.plugin.name, hooks: await instantiate(e, undefined) })
+    for (const route of config.routes) {
+      const chain: Array<{ name: string, hooks: PluginHooks }> = []
+      for (const e of pipelineFor(config, route.name, plugins)) chain.push({ name: e.plugin.name, hooks: await instantiate(e, route.name) })
+      const targets = targetsOf(route)
+      let proxy: ProxyRoute | undefined
+      if (opts.mode === 'worker' && opts.pools !== undefined) {
+        const connections = typeof route.upstream === 'string' ? 128 : route.upstream.connections ?? 128
+        const built = targets.map((t) => {
+          const u = new URL(t.url)
+          const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect })
+          if (pool === undefined) throw new Error('no pool registry')
+          pools.add(pool)
+          const target: Target = { origin: u.origin, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
+          return { target, weight: t.weight }
+        })
+        proxy = {
+          balancer: new Balancer(built),
+          preserveHost: route.preserveHost,
+          stripSegments: route.stripPrefix ? segmentsOf(route.match.path) : 0,
+          headersTimeout: route.timeouts.headers,
+          bodyTimeout: route.timeouts.body,
+          proto: 'http'
+        }
+      }
+      const info: RouteInfo = Object.freeze({ name: route.name, upstream: targets.map((t) => t.url).join(',') })
+      const hosts = route.match.host === undefined ? undefined : (Array.isArray(route.match.host) ? route.match.host : [route.match.host])
+      defs.push({ path: route.match.path, exact: route.match.exact, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy } })
+    }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), instances, pools }
+  } catch (err) {
+    await closeInstances(instances, opts.log)
+    throw err
+  }
+}
+
+/** Retire a generation's plugin instances; a failing close() is logged, not thrown. */
+export async function closeInstances (instances: Generation['instances'], log: Logger): Promise<void> {
+  for (const { name, hooks } of instances) {
+    try {
+      await hooks.close?.()
+    } catch (err) {
+      log.error({ err, plugin: name }, 'plugin close() failed')
+    }
+  }
+}

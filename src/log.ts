@@ -1,0 +1,29 @@
+import { pino } from 'pino'
+import type { Logger } from 'pino'
+
+/** Header and field paths never written to any log, whatever the plugin config says. */
+export const ALWAYS_REDACTED = [
+  'req.headers.authorization', 'req.headers.cookie', 'req.headers["proxy-authorization"]',
+  'req.headers["x-api-key"]', 'req.headers.apikey', 'res.headers["set-cookie"]'
+]
+
+/**
+ * The gateway's own log: pino JSON on stdout through an asynchronous SonicBoom on fd 1, so
+ * a slow terminal never blocks a request. Every thread makes its own; each write is whole
+ * lines, and a line under PIPE_BUF is written atomically, so threads do not interleave.
+ * `flush` before a thread exits, or the tail is lost.
+ */
+export function createLogger (level: string, bindings: Record<string, unknown> = {}): Logger {
+  return pino({
+    level,
+    base: { pid: process.pid, ...bindings },
+    redact: { paths: ALWAYS_REDACTED, censor: '[redacted]' },
+    timestamp: pino.stdTimeFunctions.isoTime
+  }, pino.destination({ dest: 1, sync: false, minLength: 0 }))
+}
+
+export function flushLogger (log: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    log.flush(() => resolve())
+  })
+}

@@ -1,0 +1,135 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { Context } from './context.js'
+import { codes } from './errors.js'
+import type { CompiledRoute, Generation } from './generation.js'
+import { BadPathError, normalizeTarget } from './path.js'
+import type { Pipeline } from './pipeline.js'
+import { runLogHooks, runRequestHooks } from './pipeline.js'
+import type { ClientInfo } from './types.js'
+import { proxy } from './upstream/proxy.js'
+
+/** What the request handler reads from its worker: the live generation and counters. */
+export interface HandlerState {
+  /** The generation new requests start under. */
+  current: LiveGeneration
+  draining: boolean
+  maxHeadersCount: number
+  log: Logger
+}
+
+/** A generation plus the count of requests still running under it. */
+export interface LiveGeneration {
+  gen: Generation
+  inFlight: number
+  /** Called when inFlight drops to 0 after the generation was replaced. */
+  onIdle: (() => void) | undefined
+}
+
+function clientOf (req: IncomingMessage): ClientInfo {
+  let ip = req.socket.remoteAddress ?? ''
+  // IPv4-mapped IPv6 is IPv4 for every policy (CHECKLIST E1).
+  if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7)
+  return { ip, port: req.socket.remotePort ?? 0, peerIp: ip }
+}
+
+/** `Host` without port, lower-case; brackets kept off IPv6 literals. */
+function hostOf (value: string | undefined): string {
+  if (value === undefined) return ''
+  const v = value.toLowerCase()
+  if (v.startsWith('[')) {
+    const end = v.indexOf(']')
+    return end === -1 ? v : v.slice(1, end)
+  }
+  const colon = v.indexOf(':')
+  return colon === -1 ? v : v.slice(0, colon)
+}
+
+/**
+ * The worker's request path: normalize, route, run the pipeline, proxy, log. A request runs
+ * start to end under the generation that was live when it arrived.
+ */
+export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse) => void {
+  return function handle (req, res) {
+    const start = performance.now()
+    const live = state.current
+    live.inFlight++
+    if (state.draining) res.setHeader('connection', 'close')
+
+    let pipeline: Pipeline = live.gen.fallback
+    let done = false
+    const complete = (): void => {
+      if (done) return
+      done = true
+      ctx.outcome.status ||= res.statusCode
+      if (!res.writableFinished) ctx.outcome.aborted = true
+      runLogHooks(ctx, pipeline.onLog, (name, err) => state.log.error({ err, plugin: name }, 'log hook failed'))
+      if (--live.inFlight === 0 && live.onIdle !== undefined) live.onIdle()
+    }
+
+    let path = '/'
+    let query = ''
+    let badPath: string | undefined
+    try {
+      ({ path, query } = normalizeTarget(req.url ?? ''))
+    } catch (err) {
+      if (!(err instanceof BadPathError)) throw err
+      badPath = err.message
+    }
+
+    const ctx = new Context(req, res, path, query, clientOf(req), live.gen.number, state.log, start)
+    res.once('close', complete)
+
+    if (badPath !== undefined) {
+      res.setHeader('connection', 'close')
+      ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, badPath)
+      return
+    }
+    if (req.rawHeaders.length / 2 > state.maxHeadersCount) {
+      res.setHeader('connection', 'close')
+      ctx.gatewayReply(431, codes.GW_BAD_REQUEST.code, `more than ${state.maxHeadersCount} header lines`)
+      return
+    }
+
+    const match = live.gen.router.find(ctx.method, path, hostOf(req.headers.host))
+    let route: CompiledRoute | undefined
+    if (match.kind === 'found') {
+      route = match.value
+      pipeline = route.pipeline
+      ctx.route = route.info
+      ctx.params = match.params
+    }
+
+    const next = (): void => {
+      if (ctx.replied) return
+      if (route === undefined) {
+        if (match.kind === 'method-not-allowed') {
+          ctx.gatewayReply(405, codes.GW_METHOD_NOT_ALLOWED.code, `method ${ctx.method} is not allowed here`, { allow: match.allowed.join(', ') })
+        } else {
+          ctx.gatewayReply(404, codes.GW_NO_ROUTE.code, 'no route matches this request')
+        }
+        return
+      }
+      if (route.proxy === undefined) {
+        ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code)
+        return
+      }
+      proxy(ctx, route.proxy, pipeline, complete)
+    }
+
+    const failed = (err: unknown): void => {
+      state.log.error({ err, plugin: ctx.current, route: ctx.route.name }, 'plugin hook failed')
+      const culprit = ctx.current
+      if (!res.headersSent) ctx.gatewayReply(500, codes.GW_PLUGIN_FAILURE.code)
+      ctx.outcome.repliedBy = culprit
+    }
+
+    try {
+      const r = runRequestHooks(ctx, pipeline.onRequest)
+      if (r === undefined) next()
+      else r.then(next, failed)
+    } catch (err) {
+      failed(err)
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import FindMyWay from 'find-my-way'
+import type { HTTPVersion } from 'find-my-way'
+
+const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+
+export interface RouteDef<T> {
+  path: string
+  exact: boolean
+  methods: readonly string[] | undefined
+  hosts: readonly string[] | undefined
+  value: T
+}
+
+export type RouteMatch<T> =
+  | { kind: 'found', value: T, params: Record<string, string | undefined> }
+  | { kind: 'method-not-allowed', allowed: readonly string[] }
+  | { kind: 'not-found' }
+
+interface Entry<T> { methods: ReadonlySet<string> | undefined, value: T }
+
+/**
+ * Path and method -> route, for one host (or for any host). Paths go into find-my-way's
+ * radix tree (so 1,000 routes cost what 10 do); a path matches itself and, unless `exact`,
+ * everything below it at a segment boundary (`/orders` matches `/orders/1`, not `/ordersx`).
+ * The most specific path wins; several routes may share a path with different methods (the
+ * first in config order that allows the method wins). A path whose routes do not allow the
+ * method is a 405 with `Allow`; there is no fall-back to a shorter path.
+ */
+class PathRouter<T> {
+  #fmw = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive: true, maxParamLength: 500 })
+  #byPath = new Map<string, Array<Entry<T>>>()
+
+  add (d: RouteDef<T>): void {
+    const entry = {
+      methods: d.methods === undefined ? undefined : new Set(d.methods.flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]))),
+      value: d.value
+    }
+    for (const p of d.exact ? [d.path] : prefixPatterns(d.path)) {
+      let list = this.#byPath.get(p)
+      if (list === undefined) {
+        list = []
+        this.#byPath.set(p, list)
+        this.#fmw.on([...ALL_METHODS], p, () => {}, { key: p })
+      }
+      list.push(entry)
+    }
+  }
+
+  find (method: string, path: string): RouteMatch<T> {
+    const found = this.#fmw.find('GET', path)
+    if (found === null) return NOT_FOUND
+    const list = this.#byPath.get((found.store as { key: string }).key) as Array<Entry<T>>
+    const allowed = new Set<string>()
+    for (const e of list) {
+      if (e.methods === undefined || e.methods.has(method)) {
+        const params = found.params
+        delete params['*']
+        return { kind: 'found', value: e.value, params }
+      }
+      for (const m of e.methods) allowed.add(m)
+    }
+    return { kind: 'method-not-allowed', allowed: [...allowed] }
+  }
+}
+
+const NOT_FOUND = { kind: 'not-found' } as const
+
+/**
+ * Host, path and method -> route. Routes that name hosts are looked up first, in a path
+ * router for that host; a request whose host has no matching path there falls back to the
+ * routes that name no host.
+ */
+export class Router<T> {
+  #any = new PathRouter<T>()
+  #byHost = new Map<string, PathRouter<T>>()
+
+  constructor (defs: ReadonlyArray<RouteDef<T>>) {
+    for (const d of defs) {
+      if (d.hosts === undefined) { this.#any.add(d); continue }
+      for (const h of d.hosts) {
+        const host = h.toLowerCase()
+        let r = this.#byHost.get(host)
+        if (r === undefined) { r = new PathRouter<T>(); this.#byHost.set(host, r) }
+        r.add(d)
+      }
+    }
+  }
+
+  /** `host` is lower-case, without port. */
+  find (method: string, path: string, host: string): RouteMatch<T> {
+    if (this.#byHost.size > 0) {
+      const r = this.#byHost.get(host)
+      if (r !== undefined) {
+        const m = r.find(method, path)
+        if (m.kind !== 'not-found') return m
+      }
+    }
+    return this.#any.find(method, path)
+  }
+}
+
+/** `/orders` -> `/orders`, `/orders/*`; `/` -> `/`, `/*`. */
+function prefixPatterns (path: string): string[] {
+  const base = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
+  return base === '/' ? ['/', '/*'] : [base, base + "/*"]
+}

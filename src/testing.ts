@@ -1,0 +1,150 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import { STATUS_CODES } from 'node:http'
+import { pino } from 'pino'
+import type { Logger } from 'pino'
+import type { PluginRef } from './config-schema.js'
+import { codes } from './errors.js'
+import { checkHooks } from './plugin.js'
+import type { Plugin } from './plugin.js'
+import { checkPluginConfig } from './plugin-loader.js'
+import type { ClientInfo, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+
+/** A made-up request for the harness. Every field is optional. */
+export interface FakeRequest {
+  method?: string
+  path?: string
+  query?: string
+  headers?: Record<string, string | string[]>
+  client?: string
+  route?: string
+  params?: Record<string, string>
+}
+
+/** What the plugin did with the request. */
+export interface HarnessResult {
+  /** True when the plugin answered instead of letting the request through. */
+  replied: boolean
+  status: number | undefined
+  /** The reply's problem+json object (or raw body) when it replied. */
+  body: Record<string, unknown> | string | undefined
+  /** The reply's options as the plugin gave them. */
+  reply: ReplyOptions | undefined
+  /** Headers set on the client's response (reply or proxied). */
+  responseHeaders: Record<string, string | number | readonly string[]>
+  /** The request headers as they would go upstream (lower-case names). */
+  upstreamHeaders: Record<string, string>
+  ctx: RequestContext
+}
+
+export interface Harness {
+  /** Run the plugin's onRequest on a made-up request. */
+  request: (req?: FakeRequest) => Promise<HarnessResult>
+  /** Run onResponse as if the upstream answered `status` with `headers`. */
+  respond: (result: HarnessResult, status?: number, headers?: OutgoingHttpHeaders) => { status: number, headers: OutgoingHttpHeaders }
+  /** Run onLog with the outcome so far. */
+  log: (result: HarnessResult) => void
+  /** Call the instance's close(). */
+  close: () => Promise<void>
+  hooks: PluginHooks
+}
+
+class FakeContext implements RequestContext {
+  readonly method: string
+  readonly path: string
+  readonly query: string
+  readonly headers: IncomingHttpHeaders
+  readonly client: ClientInfo
+  readonly route: RouteInfo
+  readonly params: Readonly<Record<string, string | undefined>>
+  id = ''
+  readonly generation = 1
+  readonly state: Record<string, unknown> = {}
+  readonly outcome: RequestOutcome = { status: 0, bytesOut: 0, bytesIn: 0, upstream: undefined, upstreamMs: undefined, repliedBy: undefined, code: undefined, aborted: false }
+  readonly log: Logger
+  replyOptions: ReplyOptions | undefined
+  upstream: Record<string, string>
+  response: Record<string, string | number | readonly string[]> = {}
+  #replied = false
+  readonly #start = performance.now()
+
+  constructor (req: FakeRequest, plugin: string, log: Logger) {
+    this.method = (req.method ?? 'GET').toUpperCase()
+    this.path = req.path ?? '/'
+    this.query = req.query ?? ''
+    const headers: IncomingHttpHeaders = { host: 'gateway.test' }
+    for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v
+    this.headers = headers
+    this.upstream = {}
+    for (const [k, v] of Object.entries(headers)) if (v !== undefined) this.upstream[k] = Array.isArray(v) ? v.join(', ') : v
+    const ip = req.client ?? '127.0.0.1'
+    this.client = { ip, port: 40000, peerIp: ip }
+    this.route = { name: req.route ?? 'test', upstream: 'http://upstream.test' }
+    this.params = req.params ?? {}
+    this.log = log.child({ plugin })
+    this.outcome.repliedBy = undefined
+  }
+
+  get replied (): boolean { return this.#replied }
+  elapsed (): number { return performance.now() - this.#start }
+  reply (status: number, options?: ReplyOptions): void {
+    if (this.#replied) return
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`reply(): status must be an integer 200-599, got ${status}`)
+    this.#replied = true
+    this.replyOptions = options
+    this.outcome.status = status
+    this.outcome.code = options?.code
+    for (const [k, v] of Object.entries(options?.headers ?? {})) this.response[k.toLowerCase()] = v
+  }
+
+  setUpstreamHeader (name: string, value: string): void { this.upstream[name.toLowerCase()] = value }
+  removeUpstreamHeader (name: string): void { this.upstream = Object.fromEntries(Object.entries(this.upstream).filter(([k]) => k !== name.toLowerCase())) }
+  setResponseHeader (name: string, value: string | number | readonly string[]): void { this.response[name.toLowerCase()] = value }
+}
+
+/**
+ * Run one plugin against made-up requests, with no server and no threads: the config is
+ * checked against the plugin's schema (defaults filled in, GW_ERR_CONFIG_INVALID with every
+ * problem otherwise), `create()` runs once, and each `request()` runs `onRequest`.
+ *
+ * ```ts
+ * const h = await createPluginHarness(myPlugin, { header: 'x-tenant' })
+ * const r = await h.request({ headers: {} })
+ * t.equal(r.status, 400)
+ * ```
+ */
+export async function createPluginHarness (plugin: Plugin, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
+  const ref: PluginRef = { name: plugin.name, enabled: true, config: structuredClone(config) }
+  const problems = checkPluginConfig(plugin, ref, '')
+  if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '') || '/') })
+  const log = opts.log ?? pino({ level: 'silent' })
+  const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
+    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, plugins: [ref], routes: [] }
+  }))
+
+  return {
+    hooks,
+    async request (req = {}) {
+      const ctx = new FakeContext(req, plugin.name, log)
+      await hooks.onRequest?.(ctx)
+      let body: HarnessResult['body']
+      if (ctx.replied) {
+        const o = ctx.replyOptions
+        body = o?.body !== undefined
+          ? (typeof o.body === 'string' ? o.body : Buffer.from(o.body).toString())
+          : { type: o?.type ?? 'about:blank', title: o?.title ?? STATUS_CODES[ctx.outcome.status], status: ctx.outcome.status, ...(o?.detail !== undefined ? { detail: o.detail } : {}), ...(o?.code !== undefined ? { code: o.code } : {}) }
+      }
+      return { replied: ctx.replied, status: ctx.replied ? ctx.outcome.status : undefined, body, reply: ctx.replyOptions, responseHeaders: ctx.response, upstreamHeaders: ctx.upstream, ctx }
+    },
+    respond (result, status = 200, headers = {}) {
+      const info = { status, headers: { ...headers, ...(result.responseHeaders as OutgoingHttpHeaders) } }
+      hooks.onResponse?.(result.ctx, info)
+      result.ctx.outcome.status = info.status
+      return info
+    },
+    log (result) {
+      if (result.ctx.outcome.status === 0) result.ctx.outcome.status = result.status ?? 200
+      hooks.onLog?.(result.ctx)
+    },
+    async close () { await hooks.close?.() }
+  }
+}

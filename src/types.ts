@@ -1,0 +1,190 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { Logger } from 'pino'
+import type { SerializedError } from './errors.js'
+import type { GatewayConfig } from './config-schema.js'
+
+/** The fixed phase list (DESIGN.md "The request path"). Order here is run order. */
+export const PHASES = ['connect', 'authn', 'authz', 'access', 'validate', 'proxy', 'response', 'log'] as const
+export type Phase = typeof PHASES[number]
+
+/** A JSON Schema object, as ajv takes it. */
+export type JsonSchema = Record<string, unknown>
+
+/** What a plugin may send instead of the default problem+json body. */
+export interface ReplyOptions {
+  /** RFC 9457 `detail`. Never echo secrets (tokens, keys) here. */
+  detail?: string
+  /** RFC 9457 `title`; defaults to the status text. */
+  title?: string
+  /** A machine-readable reason code, sent as the problem's `code` member and logged. */
+  code?: string
+  /** RFC 9457 `type`; defaults to `about:blank`. */
+  type?: string
+  /** Extra response headers (e.g. `WWW-Authenticate`, `Retry-After`). */
+  headers?: Record<string, string | number | readonly string[]>
+  /** A body to send as is, instead of problem+json. */
+  body?: string | Uint8Array
+  /** Content type of `body`; defaults to `text/plain; charset=utf-8`. */
+  contentType?: string
+}
+
+/** The client as the gateway sees it. */
+export interface ClientInfo {
+  /** Resolved client address (IPv4-mapped IPv6 is given as plain IPv4). */
+  ip: string
+  port: number
+  /** The TCP peer, which differs from `ip` behind a trusted proxy. */
+  peerIp: string
+}
+
+/** The route a request matched. */
+export interface RouteInfo {
+  readonly name: string
+  readonly upstream: string
+}
+
+/**
+ * The per-request context every hook receives. One object per request; hooks read the
+ * request from it and change what goes upstream through its methods.
+ */
+export interface RequestContext {
+  readonly method: string
+  /** Normalized path, without the query string. Routing and every policy see this one. */
+  readonly path: string
+  /** Raw query string without the `?`, or '' */
+  readonly query: string
+  /** Request headers (lower-case names, as Node parses them). */
+  readonly headers: IncomingHttpHeaders
+  readonly client: ClientInfo
+  readonly route: RouteInfo
+  /** Values of `:name` segments of the route pattern. */
+  readonly params: Readonly<Record<string, string | undefined>>
+  /** Request id (set by the request-id plugin; '' when it is not used). */
+  id: string
+  /** Config generation the request runs under, start to end. */
+  readonly generation: number
+  /** Per-request state for plugins; key it by your plugin's name. */
+  readonly state: Record<string, unknown>
+  /** Milliseconds since the request arrived (monotonic clock). */
+  elapsed (): number
+  /** Deny (or answer) the request: the pipeline stops and this reply is sent. */
+  reply (status: number, options?: ReplyOptions): void
+  /** True once a reply was sent by a plugin or the gateway. */
+  readonly replied: boolean
+  /** Set or replace a header sent upstream. */
+  setUpstreamHeader (name: string, value: string): void
+  /** Remove a header before it goes upstream. */
+  removeUpstreamHeader (name: string): void
+  /** Set a header on the response to the client, proxied or replied. */
+  setResponseHeader (name: string, value: string | number | readonly string[]): void
+  /** What happened, filled in as the request runs; complete in the `log` phase. */
+  readonly outcome: RequestOutcome
+  /** A logger bound to this request. */
+  readonly log: Logger
+}
+
+export interface RequestOutcome {
+  status: number
+  /** Response body bytes sent to the client. */
+  bytesOut: number
+  /** Request body bytes received from the client. */
+  bytesIn: number
+  /** Upstream origin, when the request was proxied. */
+  upstream: string | undefined
+  /** Milliseconds until the upstream's response headers, when proxied. */
+  upstreamMs: number | undefined
+  /** Name of the plugin that replied, or 'gateway'. */
+  repliedBy: string | undefined
+  /** Reason code of a denial or a gateway error. */
+  code: string | undefined
+  /** True when the client went away before the response was complete. */
+  aborted: boolean
+}
+
+/** A hook's result: nothing, or a promise of nothing. Sync hooks stay sync. */
+export type HookResult = void | Promise<void>
+
+export interface ResponseInfo {
+  status: number
+  /** Response headers about to be sent to the client; change them in place. */
+  headers: OutgoingHttpHeaders
+}
+
+/** What `create()` returns. Every member is optional. */
+export interface PluginHooks {
+  /** Runs in the plugin's phase, in config order within the phase. */
+  onRequest?: (ctx: RequestContext) => HookResult
+  /** Runs when upstream response headers arrive, before they reach the client. Sync. */
+  onResponse?: (ctx: RequestContext, res: ResponseInfo) => void
+  /** Runs after the response is finished (or aborted); for logs and metrics. */
+  onLog?: (ctx: RequestContext) => void
+  /** Runs when this plugin instance's generation is retired. */
+  close?: () => HookResult
+}
+
+/** What a plugin's `create()` gets besides its config. */
+export interface PluginApi {
+  /** The plugin's logger (the gateway's log, bound to the plugin's name). */
+  log: Logger
+  /** The config generation being built. */
+  generation: number
+  /** 'worker' when building a live pipeline; 'dry-run' when the acceptor validates. */
+  mode: 'worker' | 'dry-run'
+  /** Name of the route the instance is for, or undefined for a global instance. */
+  route: string | undefined
+  /** Directory of the config file, to resolve relative paths in plugin config. */
+  configDir: string
+  /** The whole validated gateway config (read-only). */
+  gateway: Readonly<GatewayConfig>
+}
+
+export interface PluginDefinition<C = Record<string, unknown>> {
+  /** The name users write in the config and on the command line. */
+  name: string
+  /** The phase the plugin's `onRequest` runs in. */
+  phase: Phase
+  /** JSON Schema of the plugin's config (ajv). Put defaults in it; forbid extra properties. */
+  schema: JsonSchema
+  /** A semver range of tollgate versions the plugin works with. */
+  tollgate?: string
+  /** Names of plugins that must be in the same pipeline. */
+  dependencies?: readonly string[]
+  /** Runs once per worker per config generation. Parse everything here, not per request. */
+  create: (config: C, api: PluginApi) => PluginHooks | Promise<PluginHooks>
+  /** Free-form description shown by `tollgate --help`. */
+  description?: string
+}
+
+/* ------------------------------ thread messages ------------------------------ */
+
+/** The serve task piscina runs, once per worker thread, for the thread's life. */
+export interface ServeTask {
+  slot: number
+  /** A SO_REUSEPORT listening socket of this worker's own (see docs/threads.md). */
+  fd: number
+  /** The acceptor's shared memory (the WASM hot path's tables). */
+  memory: WebAssembly.Memory
+  /** Control channel to the acceptor. */
+  port: import('node:worker_threads').MessagePort
+  generation: GenerationMessage
+  logLevel: string
+}
+
+/** A config generation as it travels to workers: validated, defaults filled in. */
+export interface GenerationMessage {
+  number: number
+  config: GatewayConfig
+  configDir: string
+  /** Plugin name -> module specifier (file URL) to import in the worker. */
+  modules: Record<string, string>
+}
+
+export type AcceptorToWorker =
+  | { type: 'generation', generation: GenerationMessage }
+  | { type: 'drain', deadlineMs: number }
+
+export type WorkerToAcceptor =
+  | { type: 'ready', slot: number, threadId: number, address: { address: string, port: number, family: string } }
+  | { type: 'generation-applied', number: number }
+  | { type: 'generation-failed', number: number, error: SerializedError }
+  | { type: 'drained', inFlight: number }

@@ -1,0 +1,193 @@
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { Dispatcher, Pool } from 'undici'
+import type { Context } from '../context.js'
+import { codes } from '../errors.js'
+import { connectionNominated, HOP_BY_HOP } from '../headers.js'
+import type { Pipeline } from '../pipeline.js'
+import { runResponseHooks } from '../pipeline.js'
+import type { Balancer } from './balancer.js'
+
+/** One upstream target as a route uses it. */
+export interface Target {
+  origin: string
+  /** Path prefix from the upstream URL (`http://h/api` -> `/api`), '' for none. */
+  basePath: string
+  /** `host[:port]` of the upstream URL, sent as Host unless the route preserves the client's. */
+  host: string
+  pool: Pool
+}
+
+export interface ProxyRoute {
+  balancer: Balancer<Target>
+  preserveHost: boolean
+  /** Segments to strip from the front of the path (0: none). */
+  stripSegments: number
+  headersTimeout: number
+  bodyTimeout: number
+  proto: 'http' | 'https'
+}
+
+// Headers the gateway sets itself: whatever the client sent under these names is replaced,
+// never passed through, so a client cannot forge them.
+const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded'])
+
+function stripPath (path: string, segments: number): string {
+  let i = 0
+  for (let s = 0; s < segments; s++) {
+    const next = path.indexOf('/', i + 1)
+    if (next === -1) return '/'
+    i = next
+  }
+  return path.slice(i)
+}
+
+/** Request headers for upstream: hop-by-hop and nominated ones out, the gateway's own in. */
+function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] {
+  const raw = ctx.req.rawHeaders
+  const nominated = connectionNominated(ctx.headers.connection)
+  const out: string[] = []
+  const set = ctx.upstreamSet
+  const removed = ctx.upstreamRemove
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower)) continue
+    if (nominated?.has(lower) === true) continue
+    if (removed?.has(lower) === true || set?.has(lower) === true) continue
+    out.push(name, raw[i + 1] as string)
+  }
+  // Client-nominated headers are gone before these are added (CHECKLIST A26).
+  const xff = ctx.headers['x-forwarded-for']
+  out.push('x-forwarded-for', xff === undefined || xff === '' ? ctx.client.peerIp : `${xff}, ${ctx.client.peerIp}`)
+  out.push('x-forwarded-proto', route.proto)
+  const host = ctx.headers.host
+  if (host !== undefined) out.push('x-forwarded-host', host)
+  out.push('host', route.preserveHost && host !== undefined ? host : target.host)
+  if (set !== undefined) for (const [k, v] of set) out.push(k, v)
+  return out
+}
+
+/** Response headers for the client: hop-by-hop and nominated ones out. */
+function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const nominated = connectionNominated(headers.connection)
+  const out: OutgoingHttpHeaders = {}
+  for (const k in headers) {
+    if (HOP_BY_HOP.has(k) || nominated?.has(k) === true) continue
+    out[k] = headers[k]
+  }
+  return out
+}
+
+function hasBody (ctx: Context): boolean {
+  const h = ctx.headers
+  return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0')
+}
+
+/**
+ * Send the request upstream and stream the answer back, with back-pressure both ways: the
+ * request body is the client's IncomingMessage, which undici reads as it can write; the
+ * response is paused whenever the client's socket buffer is full and resumed on 'drain'.
+ * Nothing is buffered whole. `done` runs once, when the exchange ends either way.
+ */
+export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done: () => void): void {
+  const target = route.balancer.pick()
+  const res = ctx.res
+  const started = performance.now()
+  ctx.outcome.upstream = target.origin
+  let controller: Dispatcher.DispatchController | undefined
+  let finished = false
+  let drainHooked = false
+
+  const finish = (): void => {
+    if (finished) return
+    finished = true
+    done()
+  }
+
+  // The client went away: abort upstream so the connection goes back to the pool.
+  const onClose = (): void => {
+    if (!res.writableFinished) {
+      ctx.outcome.aborted = true
+      controller?.abort(new Error('client closed the connection'))
+      finish()
+    }
+  }
+  res.once('close', onClose)
+
+  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + (ctx.query === '' ? '' : '?' + ctx.query)
+  const body = hasBody(ctx) ? ctx.req : null
+  // Counted from the framing: a 'data' listener here would start the stream flowing before
+  // undici takes it, and bytes read before then would be lost.
+  if (body !== null) ctx.outcome.bytesIn = Number(ctx.headers['content-length'] ?? 0)
+
+  const handler: Dispatcher.DispatchHandler = {
+    onRequestStart (c) { controller = c },
+    onResponseStart (c, statusCode, headers) {
+      if (statusCode < 200) return
+      ctx.outcome.upstreamMs = performance.now() - started
+      const info = { status: statusCode, headers: clientHeaders(headers) }
+      if (ctx.responseHeaders !== undefined) Object.assign(info.headers, ctx.responseHeaders)
+      try {
+        runResponseHooks(ctx, pipeline.onResponse, info)
+      } catch (err) {
+        ctx.log.error({ err, plugin: ctx.current }, 'response hook failed')
+        c.abort(err as Error)
+        return
+      }
+      ctx.outcome.status = info.status
+      res.writeHead(info.status, info.headers)
+    },
+    onResponseData (c, chunk) {
+      ctx.outcome.bytesOut += chunk.length
+      if (!res.write(chunk)) {
+        c.pause()
+        if (!drainHooked) {
+          drainHooked = true
+          res.on('drain', () => controller?.resume())
+        }
+      }
+    },
+    onResponseEnd () {
+      res.end(finish)
+    },
+    onResponseError (_c, err) {
+      failed(ctx, err, route)
+      finish()
+    }
+  }
+
+  target.pool.dispatch({
+    path,
+    method: ctx.method as Dispatcher.HttpMethod,
+    headers: upstreamHeaders(ctx, target, route),
+    body,
+    headersTimeout: route.headersTimeout,
+    bodyTimeout: route.bodyTimeout,
+    // A request with a body may have been partly sent: never replayed by undici.
+    idempotent: body === null && (ctx.method === 'GET' || ctx.method === 'HEAD')
+  }, handler)
+}
+
+/** Map an upstream failure to the client's answer: 502 / 504, or a reset once bytes went out. */
+function failed (ctx: Context, err: Error, _route: ProxyRoute): void {
+  const res = ctx.res
+  if (ctx.outcome.aborted) return
+  const code = (err as NodeJS.ErrnoException).code ?? ''
+  ctx.log.warn({ err: { message: err.message, code }, upstream: ctx.outcome.upstream }, 'upstream request failed')
+  if (res.headersSent) {
+    // The status line is gone: the only honest signal left is to cut the connection.
+    ctx.outcome.code = codes.GW_UPSTREAM_UNAVAILABLE.code
+    ctx.outcome.aborted = true
+    res.destroy(err)
+    return
+  }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
+  } else if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'ECONNABORTED' || ctx.req.errored !== null) {
+    ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
+  } else if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
+    ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
+  } else {
+    ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code, codes.GW_UPSTREAM_UNAVAILABLE.template)
+  }
+}
