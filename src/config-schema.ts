@@ -37,6 +37,17 @@ const timeouts = {
   default: {}
 } as const
 
+/** A route's timeouts: no defaults here, so unset fields fall back to the global ones. */
+const routeTimeouts = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    connect: duration,
+    headers: { ...duration, description: 'Time to the upstream response headers' },
+    body: { ...duration, description: 'Idle time between upstream body chunks' }
+  }
+} as const
+
 const upstream = {
   anyOf: [
     httpUrl,
@@ -97,7 +108,7 @@ const route = {
     upstream,
     preserveHost: { type: 'boolean', default: false, description: "Send the client's Host upstream instead of the upstream's" },
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
-    timeouts,
+    timeouts: routeTimeouts,
     plugins: { type: 'array', items: pluginRef, default: [] }
   }
 } as const

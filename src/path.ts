@@ -11,7 +11,9 @@
  */
 export interface NormalizedTarget { path: string, query: string }
 
-export class BadPathError extends Error {}
+export class BadPathError extends Error {
+  override name = 'BadPathError'
+}
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/
 const HEX = '0123456789ABCDEF'

@@ -44,7 +44,7 @@ interface HotPathExports {
 // Compiled, this file is dist/src/shared-memory.js; under tap's TypeScript loader it runs
 // from src/shared-memory.ts, one directory higher. The .wasm is at <repo>/wasm/build either way.
 const wasmUrl = new URL(
-  import.meta.url.endsWith('.ts') ? '../wasm/build/tollgate.wasm' : '../../wasm/build/tollgate.wasm',
+  new URL(import.meta.url).pathname.endsWith('.ts') ? '../wasm/build/tollgate.wasm' : '../../wasm/build/tollgate.wasm',
   import.meta.url
 )
 
@@ -155,7 +155,14 @@ export async function loadHotPath (memory: WebAssembly.Memory): Promise<HotPath>
     const buffer = memory.buffer
     throw new Error(`WASM abort: ${readAsString(buffer, message >>> 0)} (${readAsString(buffer, fileName >>> 0)}:${line >>> 0}:${column >>> 0})`)
   }
-  const instance = await WebAssembly.instantiate(await hotPathModule(), { env: { memory, abort } })
+  let instance: WebAssembly.Instance
+  try {
+    instance = await WebAssembly.instantiate(await hotPathModule(), { env: { memory, abort } })
+  } catch (err) {
+    // A module built from another layout declares another memory size, and fails to link.
+    if (!(err instanceof WebAssembly.LinkError)) throw err
+    throw codes.GW_ERR_WASM(`${fileURLToPath(wasmUrl)} does not fit this layout (${err.message}); run \`npm run build\``, { cause: err })
+  }
   const ex = instance.exports as unknown as HotPathExports
   const built = typeof ex.layoutVersion === 'function' ? ex.layoutVersion() >>> 0 : 0
   if (built !== LAYOUT_VERSION) {

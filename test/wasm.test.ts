@@ -1,8 +1,8 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { cpSync, readFileSync } from 'node:fs'
+import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { createSharedMemory, loadHotPath, readGeneration, setGeneration } from '../src/shared-memory.js'
 import * as layout from '../wasm/layout.js'
@@ -149,21 +149,50 @@ t.test('loadHotPath refuses a memory it cannot use', async t => {
   await t.rejects(loadHotPath(memory), { code: 'GW_ERR_WASM', message: /no tollgate header/ })
 })
 
-t.test('compiled loader: a missing .wasm says to run npm run build', async t => {
-  // A copy of the compiled tree without wasm/build, to exercise the path dist/src/ resolves.
+// Hand-assembled stand-in for a stale build: imports a shared memory of `pages` pages and
+// exports layoutVersion() returning `version` (< 64, so its signed LEB128 is one byte).
+function staleWasm (pages: number, version: number): Uint8Array {
+  const leb = (n: number): number[] => n < 0x80 ? [n] : [(n & 0x7f) | 0x80, ...leb(n >>> 7)]
+  const name = (s: string): number[] => [s.length, ...Buffer.from(s)]
+  const section = (id: number, body: number[]): number[] => [id, ...leb(body.length), ...body]
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, [1, 0x60, 0, 1, 0x7f]), // one type: () -> i32
+    ...section(2, [1, ...name('env'), ...name('memory'), 2, 0x03, ...leb(pages), ...leb(pages)]), // shared, min = max
+    ...section(3, [1, 0]), // one function, of that type
+    ...section(7, [1, ...name('layoutVersion'), 0, 0]),
+    ...section(10, [1, 4, 0, 0x41, version, 0x0b]) // no locals; i32.const version; end
+  ])
+}
+
+t.test('compiled loader: missing or stale .wasm says to run npm run build', async t => {
+  // A copy of the compiled tree, with a wasm/build of the test's making: this exercises the
+  // path that dist/src/ resolves, and leaves the repo's wasm/build alone for other tests.
   const dir = t.testdir({
     'package.json': JSON.stringify({ type: 'module' }),
-    node_modules: t.fixture('symlink', repo('node_modules'))
+    node_modules: t.fixture('symlink', repo('node_modules')),
+    wasm: { build: {} }
   })
   cpSync(repo('dist/src'), join(dir, 'dist/src'), { recursive: true })
   cpSync(repo('dist/wasm'), join(dir, 'dist/wasm'), { recursive: true })
-  const copy = await import(join(dir, 'dist/src/shared-memory.js')) as typeof import('../src/shared-memory.js')
-  const memory = copy.createSharedMemory()
-  await t.rejects(copy.loadHotPath(memory), { code: 'GW_ERR_WASM', message: /wasm\/build\/tollgate\.wasm is missing; run `npm run build`/ })
+  const builtWasm = join(dir, 'wasm/build/tollgate.wasm')
+  // A query makes a fresh module instance, with its own compiled-module cache.
+  const load = async (query: string): Promise<typeof import('../src/shared-memory.js')> =>
+    await import(`${pathToFileURL(join(dir, 'dist/src/shared-memory.js')).href}?${query}`)
+  const memory = createSharedMemory()
+
+  const missing = await load('missing')
+  await t.rejects(missing.loadHotPath(memory), { code: 'GW_ERR_WASM', message: /wasm\/build\/tollgate\.wasm is missing; run `npm run build`/ })
   // The failure is not cached: once the file is there, the next call loads it.
-  cpSync(wasmPath, join(dir, 'wasm/build/tollgate.wasm'))
-  const hot = await copy.loadHotPath(memory)
-  t.equal(hot.counterAdd(0, 1), 0)
+  cpSync(wasmPath, builtWasm)
+  t.equal((await missing.loadHotPath(memory)).counterAdd(0, 1), 0)
+
+  writeFileSync(builtWasm, staleWasm(MEMORY_PAGES, LAYOUT_VERSION + 1))
+  await t.rejects((await load('version')).loadHotPath(memory),
+    { code: 'GW_ERR_WASM', message: new RegExp(`built for layout version ${LAYOUT_VERSION + 1}, this code expects ${LAYOUT_VERSION}; run \`npm run build\``) })
+
+  writeFileSync(builtWasm, staleWasm(MEMORY_PAGES - 1, LAYOUT_VERSION))
+  await t.rejects((await load('size')).loadHotPath(memory), { code: 'GW_ERR_WASM', message: /does not fit this layout .*; run `npm run build`/ })
 })
 
 t.test('4 worker threads x 100,000 counterAdd on one memory', async t => {

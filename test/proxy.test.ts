@@ -1,0 +1,135 @@
+import { randomBytes, createHash } from 'node:crypto'
+import t from 'tap'
+import { request } from 'undici'
+import { deadPort, rawRequest, startGateway, startUpstream } from './helpers/gateway.js'
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+t.test('bodies are proxied byte-exact both ways, streamed', async (t) => {
+  const up = await startUpstream(t, (req, res, body) => {
+    // Echo the body back, chunked (no content-length), to exercise streaming responses.
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'x-len': String(body.length) })
+    for (let i = 0; i < body.length; i += 65536) res.write(body.subarray(i, i + 65536))
+    res.end()
+  })
+  const gw = await startGateway(t, { args: ['--upstream', up.url, '--port', '0', '--workers', '1', '--log-level', 'warn'] })
+  for (const method of ['POST', 'PUT'] as const) {
+    const body = randomBytes(5 * 1024 * 1024 + 17)
+    const res = await request(`${gw.url}/upload`, { method, body })
+    const got = Buffer.from(await res.body.arrayBuffer())
+    t.equal(res.statusCode, 200, `${method} status`)
+    t.equal(got.length, body.length, `${method} response length`)
+    t.equal(sha(got), sha(body), `${method} body round-trips byte-exact`)
+    const seen = up.seen.at(-1)
+    t.equal(seen?.method, method)
+    t.equal(seen?.headers['content-length'], String(body.length), 'content-length is passed on')
+    t.equal(sha(seen?.body ?? Buffer.alloc(0)), sha(body), 'upstream got the exact bytes')
+  }
+
+  // A chunked request body (no content-length) from a raw client.
+  const chunks = ['hello ', 'chunked ', 'world']
+  const raw = 'POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n' +
+    chunks.map((c) => `${c.length.toString(16)}\r\n${c}\r\n`).join('') + '0\r\n\r\n'
+  const answer = await rawRequest(gw.port, raw)
+  t.match(answer, /^HTTP\/1\.1 200 /, 'chunked request is accepted')
+  const last = up.seen.at(-1)
+  t.equal(last?.body.toString(), chunks.join(''), 'chunked body arrives whole')
+  // Re-framed by undici: chunked, or a Content-Length when the whole body had already
+  // arrived. Never both (CHECKLIST A1).
+  const te = last?.headers['transfer-encoding']
+  const cl = last?.headers['content-length']
+  t.ok((te === 'chunked') !== (cl === String(chunks.join('').length)), `exactly one framing upstream (te=${String(te)}, cl=${String(cl)})`)
+
+  // GET with a large response.
+  const big = randomBytes(3 * 1024 * 1024)
+  const up2 = await startUpstream(t, (_req, res) => { res.end(big) })
+  const gw2 = await startGateway(t, { args: ['--upstream', up2.url, '--port', '0', '--workers', '1', '--log-level', 'warn'] })
+  const r2 = await request(`${gw2.url}/big`)
+  t.equal(sha(Buffer.from(await r2.body.arrayBuffer())), sha(big), 'large GET response is byte-exact')
+})
+
+t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
+  const up = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { connection: 'x-secret-hop', 'x-secret-hop': '1', 'keep-alive': 'timeout=99', 'x-kept': 'yes', 'content-length': '2' })
+    res.end('ok')
+  })
+  const gw = await startGateway(t, { args: ['--upstream', up.url, '--port', '0', '--workers', '1', '--log-level', 'warn'] })
+  // Raw bytes: an HTTP client library would refuse to send most of these.
+  const answer = await rawRequest(gw.port, [
+    'GET /h?q=1 HTTP/1.1',
+    'Host: public.example:8443',
+    'Connection: keep-alive, x-foo, x-bar',
+    'X-Foo: dropped',
+    'X-Bar: dropped',
+    'Keep-Alive: timeout=100',
+    'Proxy-Connection: keep-alive',
+    'Proxy-Authorization: Basic abc',
+    'Upgrade: foo/2',
+    'TE: trailers',
+    'X-Foo-Bar: kept',
+    'Close: kept',
+    'X-Forwarded-For: 203.0.113.9',
+    'X-Forwarded-Proto: https',
+    'X-Forwarded-Host: evil.example',
+    '', ''
+  ].join('\r\n'), 1500)
+  const [head] = answer.split('\r\n\r\n')
+  const resHeaders = new Map((head ?? '').split('\r\n').slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
+  t.match(answer, /^HTTP\/1\.1 200 /)
+  const h = up.seen.at(-1)?.headers ?? {}
+  for (const name of ['x-foo', 'x-bar', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'upgrade', 'te']) {
+    t.equal(h[name], undefined, `${name} does not reach the upstream`)
+  }
+  t.equal(h['x-foo-bar'], 'kept', 'a header merely named like a nominated one is kept')
+  t.equal(h.close, 'kept', 'a header called Close is kept')
+  t.equal(h['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'the peer is appended to X-Forwarded-For')
+  t.equal(h['x-forwarded-proto'], 'http', "the client's X-Forwarded-Proto is replaced")
+  t.equal(h['x-forwarded-host'], 'public.example:8443', 'X-Forwarded-Host is the Host the client sent')
+  t.equal(h.host, `127.0.0.1:${up.port}`, "Host is the upstream's by default")
+  t.equal(up.seen.at(-1)?.url, '/h?q=1', 'path and query arrive')
+  t.equal(resHeaders.get('x-secret-hop'), undefined, 'a response header the upstream nominated in Connection is removed')
+  t.notMatch(resHeaders.get('keep-alive') ?? '', /99/, "the upstream's Keep-Alive is not passed on")
+  t.equal(resHeaders.get('x-kept'), 'yes')
+
+  // A client cannot make the gateway drop its own headers by nominating them (CHECKLIST A26).
+  await rawRequest(gw.port, 'GET /h HTTP/1.1\r\nHost: a\r\nConnection: close, x-forwarded-for\r\n\r\n')
+  t.equal(up.seen.at(-1)?.headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For survives Connection: x-forwarded-for')
+})
+
+t.test('gateway errors are problem+json: 404, 405, 502, 504', async (t) => {
+  const up = await startUpstream(t, (req, res) => {
+    if (req.url === '/slow/x') return setTimeout(() => { if (!res.destroyed) res.end('late') }, 3000)
+    res.end('ok')
+  })
+  const dead = await deadPort()
+  const gw = await startGateway(t, {
+    config: {
+      logLevel: 'warn',
+      timeouts: { headers: '500ms' },
+      routes: [
+        { name: 'orders', match: { path: '/orders', methods: ['GET'] }, upstream: up.url },
+        { name: 'slow', match: { path: '/slow' }, upstream: up.url },
+        { name: 'dead', match: { path: '/dead' }, upstream: `http://127.0.0.1:${dead}` }
+      ]
+    }
+  })
+  const cases: Array<[string, string, number, string]> = [
+    ['GET', '/nowhere', 404, 'GW_NO_ROUTE'],
+    ['DELETE', '/orders/1', 405, 'GW_METHOD_NOT_ALLOWED'],
+    ['GET', '/dead', 502, 'GW_UPSTREAM_UNAVAILABLE'],
+    ['GET', '/slow/x', 504, 'GW_UPSTREAM_TIMEOUT']
+  ]
+  for (const [method, path, status, code] of cases) {
+    const res = await request(`${gw.url}${path}`, { method: method as 'GET' })
+    const body = await res.body.json() as Record<string, unknown>
+    t.equal(res.statusCode, status, `${method} ${path} -> ${status}`)
+    t.equal(res.headers['content-type'], 'application/problem+json')
+    t.equal(body.status, status, 'problem.status')
+    t.equal(body.code, code, 'problem.code')
+    t.type(body.title, 'string', 'problem.title')
+    if (status === 405) t.equal(res.headers.allow, 'GET, HEAD', 'Allow lists the methods')
+  }
+  const ok = await request(`${gw.url}/orders/1`)
+  t.equal(ok.statusCode, 200, 'a matching route still works')
+  await ok.body.text()
+})
