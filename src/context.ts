@@ -35,7 +35,11 @@ export class Context implements RequestContext {
   #log: Logger | undefined
   #replied = false
 
-  constructor (req: IncomingMessage, res: ServerResponse, path: string, query: string, client: ClientInfo, generation: number, log: Logger, start: number) {
+  /** The worker's flags; `draining` makes every response close its connection. */
+  readonly #worker: { readonly draining: boolean }
+
+  constructor (req: IncomingMessage, res: ServerResponse, path: string, query: string, client: ClientInfo, generation: number, log: Logger, start: number, worker: { readonly draining: boolean }) {
+    this.#worker = worker
     this.req = req
     this.res = res
     this.method = req.method as string
@@ -49,6 +53,12 @@ export class Context implements RequestContext {
   }
 
   get replied (): boolean { return this.#replied }
+
+  /** Called just before response headers go out, by replies and by the proxy alike. */
+  beforeHeaders (): void {
+    // Draining: tell keep-alive clients this connection ends with this response.
+    if (this.#worker.draining) this.res.shouldKeepAlive = false
+  }
 
   /** A child logger is made only when a hook asks for it (most requests never log). */
   get log (): Logger {
@@ -66,6 +76,7 @@ export class Context implements RequestContext {
     this.outcome.code = options?.code
     this.outcome.status = status
     if (this.res.headersSent || this.res.destroyed) return
+    this.beforeHeaders()
     this.outcome.bytesOut = sendReply(this.res, status, options, this.responseHeaders)
   }
 

@@ -95,7 +95,8 @@ export async function loadPlugins (cfg: GatewayConfig, source: string, dir: stri
         plugins.set(ref.name, plugin)
         modules[ref.name] = url
       }
-      problems.push(...checkPluginConfig(plugin, ref, path).map((l) => `${source}: ${l}`))
+      // A disabled entry only switches a plugin off; its config is not used, so not checked.
+      if (ref.enabled !== false) problems.push(...checkPluginConfig(plugin, ref, path).map((l) => `${source}: ${l}`))
     } catch (err) {
       if (!(err instanceof GatewayError)) throw err
       problems.push(`${source}: ${path}: ${err.message}`)

@@ -54,7 +54,6 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     const start = performance.now()
     const live = state.current
     live.inFlight++
-    if (state.draining) res.setHeader('connection', 'close')
 
     let pipeline: Pipeline = live.gen.fallback
     let done = false
@@ -77,7 +76,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       badPath = err.message
     }
 
-    const ctx = new Context(req, res, path, query, clientOf(req), live.gen.number, state.log, start)
+    const ctx = new Context(req, res, path, query, clientOf(req), live.gen.number, state.log, start, state)
     res.once('close', complete)
 
     if (badPath !== undefined) {

@@ -135,6 +135,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
         return
       }
       ctx.outcome.status = info.status
+      ctx.beforeHeaders()
       res.writeHead(info.status, info.headers)
     },
     onResponseData (c, chunk) {
