@@ -112,9 +112,9 @@ async function serve (raw: RawConfig, log: Logger, banner?: (port: number, host:
   if (prepared.config.logLevel !== log.level) log.level = prepared.config.logLevel
   const acceptor = new Acceptor(prepared, log)
   const info = await acceptor.start()
+  if (banner !== undefined) process.stderr.write(banner(info.port, info.host))
   // Always written, whatever the log level: scripts and the bench wait for this line.
   log.child({}, { level: 'info' }).info({ host: info.host, port: info.port, workers: info.workers, generation: acceptor.generation, version: VERSION }, 'listening')
-  if (banner !== undefined) process.stderr.write(banner(info.port, info.host))
 
   return await new Promise<number>((resolve) => {
     let stopping = false

@@ -13,7 +13,10 @@ export function formatSchemaErrors (errors: readonly ErrorObject[], root: unknow
   for (const a of anyOfs) {
     drop.add(a)
     const prefix = a.schemaPath + '/'
-    const children = errors.filter((e) => e !== a && e.schemaPath.startsWith(prefix))
+    // The same schema may fail at several places (two routes): children are the errors under
+    // this anyOf's schema path *and* at or below its instance path.
+    const children = errors.filter((e) => e !== a && e.schemaPath.startsWith(prefix) &&
+      (e.instancePath === a.instancePath || e.instancePath.startsWith(a.instancePath + '/')))
     const branchOf = (e: ErrorObject): string => e.schemaPath.slice(prefix.length).split('/')[0] ?? ''
     const mismatched = new Set(children
       .filter((e) => e.keyword === 'type' && e.instancePath === a.instancePath && e.schemaPath === prefix + branchOf(e) + '/type')
