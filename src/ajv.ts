@@ -22,7 +22,7 @@ export function isHttpUrl (value: string): boolean {
  * coerced (a string where a number belongs is an error, not a guess), and `$data` stays off.
  */
 export function createConfigAjv (extra: Options = {}): Ajv {
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: false, strict: true, allowUnionTypes: true, ...extra })
+  const ajv = new Ajv({ allErrors: true, verbose: true, useDefaults: true, coerceTypes: false, strict: true, allowUnionTypes: true, ...extra })
   addFormats(ajv)
   ajv.addFormat('http-url', { type: 'string', validate: isHttpUrl })
   return ajv

@@ -59,9 +59,13 @@ export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
     if (names.has(r.name)) problems.push(`${raw.source}: /routes/${i}/name: route name '${r.name}' is used twice`)
     names.add(r.name)
   })
+  const out = normalize(cfg)
+  // Node refuses a headers timeout longer than the request timeout; say so in config terms.
+  if (out.limits.headersTimeout > out.limits.requestTimeout) {
+    problems.push(`${raw.source}: /limits/headersTimeout: must not be greater than requestTimeout (${out.limits.requestTimeout} ms)`)
+  }
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(raw.source, problems.length, { details: problems })
-
-  return normalize(cfg)
+  return out
 }
 
 function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig {

@@ -47,7 +47,12 @@ class PathRouter<T> {
   }
 
   find (method: string, path: string): RouteMatch<T> {
-    const found = this.#fmw.find('GET', path)
+    let found = this.#fmw.find('GET', path)
+    // find-my-way lets `:id` match an empty segment (`/orders/` -> id ''); a parameter must
+    // name something, so `/orders/` is looked up as `/orders` instead.
+    if (found !== null && path.length > 1 && path.endsWith('/') && Object.values(found.params).includes('')) {
+      found = this.#fmw.find('GET', path.slice(0, -1))
+    }
     if (found === null) return NOT_FOUND
     const list = this.#byPath.get((found.store as { key: string }).key) as Array<Entry<T>>
     const allowed = new Set<string>()

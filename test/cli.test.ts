@@ -80,7 +80,7 @@ routes:
     `${file}: /routes/1/upstream/targets: must NOT have fewer than 1 items`,
     `${file}: /routes/1/timeouts/headers: must be a duration such as 500ms, 10s or 2m`
   ]
-  for (const line of want) t.ok(r.stderr.split('\n').includes(line), `reports: ${line}\n--- got:\n${r.stderr}`)
+  for (const line of want) t.ok(r.stderr.split('\n').includes(line), `reports: ${line}`, { got: r.stderr })
 
   // Plugin problems are found once the gateway's own shape is right.
   const dir2 = t.testdir({
@@ -108,7 +108,7 @@ routes:
     `${file2}: /plugins/0/config: unknown property 'extra'`,
     `${file2}: /routes/0/plugins/0/config/redact/0: must be a string`
   ]
-  for (const line of want2) t.ok(r2.stderr.split('\n').includes(line), `reports: ${line}\n--- got:\n${r2.stderr}`)
+  for (const line of want2) t.ok(r2.stderr.split('\n').includes(line), `reports: ${line}`, { got: r2.stderr })
   t.match(r2.stderr, new RegExp(`${file2}: /plugins/1: plugin 'no-such-plugin' not found`), 'unknown plugin, with its path')
   t.match(r2.stderr, new RegExp(`${file2}: /routes/0/plugins/1: plugin 'mine' not found: no file at`), 'missing module, with its path')
 })
