@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises'
-import { isIP, createServer } from 'node:net'
+import { createRequire } from 'node:module'
+import { isIP, isIPv4, createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
-import { closeFd, createReuseportFd } from 'node-unix-socket'
 import { codes } from './errors.js'
 
 /*
@@ -13,8 +13,10 @@ import { codes } from './errors.js'
  * crash requirement on Node 20: a thread that dies closes its handles, which closes the
  * shared fd number for every other thread (0 of 60 requests served after one worker was
  * terminated, against 60 of 60 with a socket per worker). Node 20 has no `reusePort` option
- * (it came in 22.12), so the fds are made by node-unix-socket's createReuseportFd, a small
- * N-API addon that ships prebuilt; each worker then calls `server.listen({ fd })`.
+ * (it came in 22.12), so the fds are made by node-unix-socket's prebuilt N-API binding
+ * (`socketNewSoReuseportFd`: socket, SO_REUSEADDR + SO_REUSEPORT, bind, listen); each worker
+ * then calls `server.listen({ fd })`. We load the platform package directly: the wrapper
+ * package names optional platform packages that were never published, which breaks `npm ci`.
  * The acceptor only creates the fds and never polls them, so it never accepts.
  */
 
@@ -25,16 +27,39 @@ export async function resolveListenHost (host: string): Promise<string> {
   return address
 }
 
+interface ReuseportBinding {
+  socketNewSoReuseportFd: (domain: 'ipv4' | 'ipv6', port: number, host: string) => number
+  socketClose: (fd: number) => void
+}
+
+let binding: ReuseportBinding | undefined
+
+function reuseport (host = '', port = 0): ReuseportBinding {
+  if (binding !== undefined) return binding
+  const require = createRequire(import.meta.url)
+  const errors: string[] = []
+  for (const name of ['node-unix-socket-linux-x64-gnu', 'node-unix-socket-linux-x64-musl']) {
+    try {
+      binding = require(name) as ReuseportBinding
+      return binding
+    } catch (err) {
+      errors.push(`${name}: ${(err as Error).message.split('\n')[0] ?? ''}`)
+    }
+  }
+  throw codes.GW_ERR_LISTEN(host, port, `per-thread SO_REUSEPORT sockets need Linux x64 (node-unix-socket-linux-x64-*), not found on ${process.platform}-${process.arch}: ${errors.join('; ')}`)
+}
+
 export function openListenFd (host: string, port: number): number {
+  const b = reuseport(host, port)
   try {
-    return createReuseportFd(port, host)
+    return b.socketNewSoReuseportFd(isIPv4(host) ? 'ipv4' : 'ipv6', port, host)
   } catch (err) {
     throw codes.GW_ERR_LISTEN(host, port, (err as Error).message)
   }
 }
 
 export function closeListenFd (fd: number): void {
-  try { closeFd(fd) } catch {}
+  try { reuseport().socketClose(fd) } catch {}
 }
 
 /**
