@@ -67,7 +67,10 @@ class FakeContext implements RequestContext {
   #replied = false
   readonly #start = performance.now()
 
+  readonly plugin: string
+
   constructor (req: FakeRequest, plugin: string, log: Logger) {
+    this.plugin = plugin
     this.method = (req.method ?? 'GET').toUpperCase()
     this.path = req.path ?? '/'
     this.query = req.query ?? ''
@@ -81,7 +84,6 @@ class FakeContext implements RequestContext {
     this.route = { name: req.route ?? 'test', upstream: 'http://upstream.test' }
     this.params = req.params ?? {}
     this.log = log.child({ plugin })
-    this.outcome.repliedBy = undefined
   }
 
   get replied (): boolean { return this.#replied }
@@ -91,6 +93,7 @@ class FakeContext implements RequestContext {
     if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`reply(): status must be an integer 200-599, got ${status}`)
     this.#replied = true
     this.replyOptions = options
+    this.outcome.repliedBy = this.plugin
     this.outcome.status = status
     this.outcome.code = options?.code
     for (const [k, v] of Object.entries(options?.headers ?? {})) this.response[k.toLowerCase()] = v
@@ -115,7 +118,7 @@ class FakeContext implements RequestContext {
 export async function createPluginHarness (plugin: Plugin, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
   const ref: PluginRef = { name: plugin.name, enabled: true, config: structuredClone(config) }
   const problems = checkPluginConfig(plugin, ref, '')
-  if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '') || '/') })
+  if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '').replace(/^:/, '/:')) })
   const log = opts.log ?? pino({ level: 'silent' })
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
     log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, plugins: [ref], routes: [] }

@@ -96,6 +96,8 @@ t.test('a plugin that throws is a 500 for that request, not a dead worker', asyn
     t.equal(body.code, 'GW_PLUGIN_FAILURE')
     t.notMatch(JSON.stringify(body), /failure|at /, 'no error message or stack reaches the client')
   }
+  // Log lines are written asynchronously: wait for the second one.
+  await gw.waitFor(() => gw.lines.filter((l) => l.msg === 'plugin hook failed').length >= 2)
   const errors = gw.lines.filter((l) => l.msg === 'plugin hook failed')
   t.equal(errors.length, 2, 'each failure is one error log line')
   t.equal(errors[0]?.plugin, 'thrower', 'naming the plugin')
