@@ -3,6 +3,11 @@ import type { Logger } from 'pino'
 import { sendReply } from './problem.js'
 import type { ClientInfo, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
 
+/** A fresh outcome record: what a request's log hooks read at the end. */
+export function newOutcome (): RequestOutcome {
+  return { status: 0, bytesOut: 0, bytesIn: 0, upstream: undefined, upstreamMs: undefined, repliedBy: undefined, code: undefined, aborted: false }
+}
+
 const NO_ROUTE: RouteInfo = Object.freeze({ name: '', upstream: '' })
 const NO_PARAMS: Readonly<Record<string, string | undefined>> = Object.freeze({})
 
@@ -22,7 +27,7 @@ export class Context implements RequestContext {
   id = ''
   readonly generation: number
   readonly state: Record<string, unknown> = {}
-  readonly outcome: RequestOutcome = { status: 0, bytesOut: 0, bytesIn: 0, upstream: undefined, upstreamMs: undefined, repliedBy: undefined, code: undefined, aborted: false }
+  readonly outcome: RequestOutcome = newOutcome()
   /** Name of the plugin whose hook is running, for `outcome.repliedBy`. */
   current = 'gateway'
   upstreamSet: Map<string, string> | undefined

@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import type { PluginRef } from './config-schema.js'
+import { newOutcome } from './context.js'
 import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
@@ -59,7 +60,7 @@ class FakeContext implements RequestContext {
   id = ''
   readonly generation = 1
   readonly state: Record<string, unknown> = {}
-  readonly outcome: RequestOutcome = { status: 0, bytesOut: 0, bytesIn: 0, upstream: undefined, upstreamMs: undefined, repliedBy: undefined, code: undefined, aborted: false }
+  readonly outcome: RequestOutcome = newOutcome()
   readonly log: Logger
   replyOptions: ReplyOptions | undefined
   upstream: Record<string, string>
