@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { GatewayConfig, RouteConfig } from './config-schema.js'
-import { codes } from './errors.js'
+import { codes, GatewayError } from './errors.js'
 import type { Pipeline } from './pipeline.js'
 import { composePipeline } from './pipeline.js'
 import { checkHooks } from './plugin.js'
@@ -83,7 +83,8 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       hooks = checkHooks(e.plugin.name, made)
     } catch (err) {
       const reason = (err as Error)?.message ?? String(err)
-      throw codes.GW_ERR_PLUGIN_CREATE(e.plugin.name, reason, { cause: err, details: [`${e.path}: plugin '${e.plugin.name}' failed in create(): ${reason}`] })
+      const inner = err instanceof GatewayError ? err.details.map((d) => `${e.path}: ${d}`) : []
+      throw codes.GW_ERR_PLUGIN_CREATE(e.plugin.name, reason, { cause: err, details: [`${e.path}: plugin '${e.plugin.name}' failed in create(): ${reason}`, ...inner] })
     }
     byPath.set(e.path, hooks)
     instances.push({ name: e.plugin.name, hooks })

@@ -1,5 +1,8 @@
 import { pino } from 'pino'
-import type { Logger } from 'pino'
+import type { DestinationStream, Logger } from 'pino'
+import { flushDestination } from './flush.js'
+
+const destinations = new WeakMap<Logger, DestinationStream>()
 
 /** Header and field paths never written to any log, whatever the plugin config says. */
 export const ALWAYS_REDACTED = [
@@ -14,16 +17,19 @@ export const ALWAYS_REDACTED = [
  * `flush` before a thread exits, or the tail is lost.
  */
 export function createLogger (level: string, bindings: Record<string, unknown> = {}): Logger {
-  return pino({
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 0 })
+  const log = pino({
     level,
     base: { pid: process.pid, ...bindings },
     redact: { paths: ALWAYS_REDACTED, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime
-  }, pino.destination({ dest: 1, sync: false, minLength: 0 }))
+  }, dest)
+  destinations.set(log, dest)
+  return log
 }
 
-export function flushLogger (log: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    log.flush(() => resolve())
-  })
+/** Write out everything the logger holds (see flush.ts for why flush(cb) is not enough). */
+export async function flushLogger (log: Logger): Promise<void> {
+  const dest = destinations.get(log)
+  if (dest !== undefined) await flushDestination(dest)
 }

@@ -116,9 +116,9 @@ class FakeContext implements RequestContext {
  * t.equal(r.status, 400)
  * ```
  */
-export async function createPluginHarness (plugin: Plugin, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
+export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
   const ref: PluginRef = { name: plugin.name, enabled: true, config: structuredClone(config) }
-  const problems = checkPluginConfig(plugin, ref, '')
+  const problems = checkPluginConfig(plugin as unknown as Plugin, ref, '')
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '').replace(/^:/, '/:')) })
   const log = opts.log ?? pino({ level: 'silent' })
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {

@@ -1,13 +1,14 @@
 import { pino } from 'pino'
 import t from 'tap'
 import { definePlugin } from '../src/plugin.js'
+import type { Plugin } from '../src/plugin.js'
 import { createPluginHarness } from '../src/testing.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../src/types.js'
 
 /** A plugin whose hooks the test supplies; `seen` records every create() call. */
-function makePlugin (hooks: PluginHooks | ((config: Record<string, unknown>) => unknown), schema: Record<string, unknown> = { type: 'object', additionalProperties: false, properties: {} }): { plugin: ReturnType<typeof definePlugin>, seen: Array<{ config: Record<string, unknown>, api: PluginApi }> } {
+function makePlugin (hooks: PluginHooks | ((config: Record<string, unknown>) => unknown), schema: Record<string, unknown> = { type: 'object', additionalProperties: false, properties: {} }): { plugin: Plugin, seen: Array<{ config: Record<string, unknown>, api: PluginApi }> } {
   const seen: Array<{ config: Record<string, unknown>, api: PluginApi }> = []
-  const plugin = definePlugin({
+  const plugin = definePlugin<Record<string, unknown>>({
     name: 'probe',
     phase: 'access',
     schema,
@@ -70,18 +71,13 @@ t.test('a problem at the top of the config is reported, with its reason', async 
   const { plugin } = makePlugin({}, schema)
   const err = await createPluginHarness(plugin, { extra: true }).catch((e: unknown) => e) as { code: string, details: string[] }
   t.equal(err.code, 'GW_ERR_CONFIG_INVALID')
-  t.equal(err.details.length, 2)
-  t.ok(err.details.some((d) => d.endsWith("must have property 'limit'")), 'the missing property')
-  t.ok(err.details.some((d) => d.endsWith("unknown property 'extra'")), 'the unknown one')
+  t.same([...err.details].sort(), ["/: must have property 'limit'", "/: unknown property 'extra'"])
 })
 
-// BUG (src/testing.ts, createPluginHarness): a top-level problem comes out as
-// ": unknown property 'extra'" (the '/config' prefix is stripped, leaving nothing before
-// the colon) instead of "/: unknown property 'extra'", the way every other line names its path.
 t.test('a top-level problem is named "/"', async (t) => {
   const { plugin } = makePlugin({}, schema)
   const err = await createPluginHarness(plugin, { limit: 1, extra: true }).catch((e: unknown) => e) as { details: string[] }
-  t.same(err.details, ["/: unknown property 'extra'"], 'like every other line', { todo: "src/testing.ts strips '/config' and leaves ': reason'" })
+  t.same(err.details, ["/: unknown property 'extra'"], 'like every other line')
 })
 
 t.test('request() reports a reply: replied, status, problem+json body, reply options, headers', async (t) => {
@@ -228,13 +224,12 @@ t.test('log() runs onLog with the outcome so far', async (t) => {
   ])
 })
 
-// BUG (src/testing.ts, FakeContext.reply): the gateway's Context.reply sets
-// outcome.repliedBy to the replying plugin's name; the harness leaves it undefined, so a log
-// plugin tested with the harness sees a different outcome than it gets in the gateway.
 t.test('a reply is attributed to the plugin in outcome.repliedBy, as in the gateway', async (t) => {
   const { plugin } = makePlugin({ onRequest (ctx) { ctx.reply(403) } })
   const r = await (await createPluginHarness(plugin)).request()
-  t.equal(r.ctx.outcome.repliedBy, 'probe', 'the plugin that replied', { todo: 'src/testing.ts FakeContext.reply does not set outcome.repliedBy' })
+  t.equal(r.ctx.outcome.repliedBy, 'probe', 'the plugin that replied')
+  const passed = await (await createPluginHarness(makePlugin({}).plugin)).request()
+  t.equal(passed.ctx.outcome.repliedBy, undefined, 'nothing when no plugin replied')
 })
 
 t.test('async hooks and an async create() are awaited', async (t) => {
@@ -268,6 +263,7 @@ t.test('a hook that throws or rejects makes request() reject', async (t) => {
     onRequest (ctx) {
       if (ctx.path === '/sync') throw new Error('sync boom')
       if (ctx.path === '/async') return Promise.reject(new Error('async boom'))
+      return undefined
     }
   })
   const h = await createPluginHarness(plugin)

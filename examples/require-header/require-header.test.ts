@@ -56,9 +56,8 @@ t.test('config: every schema problem is reported, with its path', async (t) => {
     { config: { maxLength: 1.5 }, details: [/^\/maxLength: must be an integer$/] },
     { config: { forward: 'no' }, details: [/^\/forward: must be a boolean$/] },
     { config: { enforce: 0 }, details: [/^\/enforce: must be a boolean$/] },
-    // The root-level line's prefix is checked in test/testing.test.ts; here only its reason.
-    { config: { alow: ['a'] }, details: [/unknown property 'alow'$/] },
-    { config: { header: 5, forward: 'no', extra: 1 }, details: [/^\/header: must be a string$/, /^\/forward: must be a boolean$/, /unknown property 'extra'$/] }
+    { config: { alow: ['a'] }, details: [/^\/: unknown property 'alow'$/] },
+    { config: { header: 5, forward: 'no', extra: 1 }, details: [/^\/header: must be a string$/, /^\/forward: must be a boolean$/, /^\/: unknown property 'extra'$/] }
   ]
   for (const c of cases) {
     const s = spy()
@@ -68,6 +67,15 @@ t.test('config: every schema problem is reported, with its path', async (t) => {
     for (const re of c.details) t.ok(err.details.some((d) => re.test(d)), `${JSON.stringify(c.config)}: ${String(re)} in ${JSON.stringify(err.details)}`)
     t.same(s.seen, [], 'create() never runs on a bad config')
   }
+})
+
+t.test('config: the example in examples/README.md holds', async (t) => {
+  await t.rejects(createPluginHarness(plugin, { pattern: '([a-z' }), {
+    code: 'GW_ERR_CONFIG_INVALID', details: ['/pattern: must be a valid regex']
+  })
+  // And it would fail on a different detail line: the pattern is not vacuous.
+  const err = await createPluginHarness(plugin, { pattern: '([a-z' }).catch((e: unknown) => e)
+  t.notMatch(err, { details: ['/header: must be a string'] })
 })
 
 t.test('config: cross-field problems are thrown by create()', async (t) => {
@@ -83,7 +91,7 @@ t.test('config: cross-field problems are thrown by create()', async (t) => {
 
 t.test('a missing header is a 400 with reason HEADER_MISSING', async (t) => {
   const h = await createPluginHarness(plugin, { allow: ['acme'] })
-  for (const headers of [{}, { 'x-tenant': '' }, { 'x-tenants': 'acme' }]) {
+  for (const headers of [{}, { 'x-tenant': '' }, { 'x-tenants': 'acme' }] as Array<Record<string, string>>) {
     const r = await h.request({ headers })
     t.equal(r.replied, true, JSON.stringify(headers))
     t.equal(r.status, 400)

@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
+import { flushDestination } from '../../src/flush.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { AccessLogConfig } from './schema.js'
 
@@ -57,9 +58,10 @@ export function createAccessLog (config: AccessLogConfig, api: PluginApi): Plugi
         headers
       }, 'access')
     },
-    close () {
-      // The destination outlives this instance (next generation); just push out what is buffered.
-      return new Promise<void>((resolve) => { log.flush(() => resolve()) })
+    async close () {
+      // The destination outlives this instance (the next generation writes to it too); write
+      // out what is buffered, so a stopping worker loses no line.
+      await flushDestination(dest)
     }
   }
 }

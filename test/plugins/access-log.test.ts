@@ -16,6 +16,20 @@ function readLines (file: string): Line[] {
   return readFileSync(file, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Line)
 }
 
+/**
+ * Wait until a log file holds `n` lines and return them parsed: lines are written
+ * asynchronously while the gateway runs. The deadline only turns a missing line into a
+ * failure instead of a hang.
+ */
+async function waitForLines (file: string, n: number, ms = 5000): Promise<Line[]> {
+  const until = Date.now() + ms
+  for (;;) {
+    const lines = existsSync(file) ? readLines(file) : []
+    if (lines.length >= n || Date.now() > until) return lines
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
 /** Run one request through the harness and log it, as the gateway does after the response. */
 async function logOne (h: Harness, req: Parameters<Harness['request']>[0], status = 200, upstream?: string): Promise<void> {
   const r = await h.request(req)
@@ -64,8 +78,8 @@ t.test('config: inline config in, success or a specific code out', async (t) => 
     { config: { headers: ['user agent'] }, details: [/^\/headers\/0: must match \^\[A-Za-z0-9-\]\+\$$/] },
     { config: { redact: ['ok', 'not ok'] }, details: [/^\/redact\/1: must match/] },
     { config: { redact: [7] }, details: [/^\/redact\/0: must be a string$/] },
-    { config: { file: 'x.log' }, details: [/unknown property 'file'$/] },
-    { config: { destination: '', headers: [1], level: 'info' }, details: [/^\/destination: /, /^\/headers\/0: must be a string$/, /unknown property 'level'$/] }
+    { config: { file: 'x.log' }, details: [/^\/: unknown property 'file'$/] },
+    { config: { destination: '', headers: [1], level: 'info' }, details: [/^\/destination: /, /^\/headers\/0: must be a string$/, /^\/: unknown property 'level'$/] }
   ]
   for (const c of bad) {
     seen.length = 0
@@ -94,8 +108,8 @@ t.test('one JSON line per request with the documented fields, to a file', async 
   await logOne(h, { path: '/y' })
   await h.close()
 
+  const lines = await waitForLines(file, 3)
   t.ok(existsSync(file), 'the file, and its directory, are created')
-  const lines = readLines(file)
   t.equal(lines.length, 3, 'one line per request')
   const [a, b, c] = lines as [Line, Line, Line]
   t.match(a, {
@@ -133,7 +147,7 @@ t.test('a denial and an aborted request are logged with their outcome', async (t
   aborted.ctx.outcome.aborted = true
   h.log(aborted)
   await h.close()
-  const [d, a] = readLines(file) as [Line, Line]
+  const [d, a] = await waitForLines(file, 2) as [Line, Line]
   t.match(d, { status: 403, code: 'HEADER_NOT_ALLOWED', repliedBy: 'require-header' })
   t.match(a, { path: '/gone', aborted: true })
 })
@@ -149,6 +163,7 @@ t.test('configured headers are logged; secret ones are always redacted, even whe
   await logOne(h, { headers: { Authorization: SECRETS.authorization, COOKIE: SECRETS.cookie } })
   await h.close()
 
+  t.equal((await waitForLines(file, 2)).length, 2)
   const text = readFileSync(file, 'utf8')
   for (const [name, value] of Object.entries(SECRETS)) t.notOk(text.includes(value), `the ${name} value is nowhere in the file`)
   t.notMatch(text, /SECRET/, 'no secret at all')
@@ -171,9 +186,23 @@ t.test('secrets are not logged when no headers are configured either', async (t)
   const h = await createPluginHarness(accessLog, { destination: file })
   await logOne(h, { headers: SECRETS })
   await h.close()
+  t.equal((await waitForLines(file, 1)).length, 1)
   const text = readFileSync(file, 'utf8')
-  t.equal(readLines(file).length, 1)
   t.notMatch(text, /SECRET/)
+})
+
+// BUG (plugins/access-log/access-log.ts, close()): the destination is a SonicBoom with
+// minLength: 0, and SonicBoom's flush(cb) calls cb at once when minLength <= 0, so close()
+// resolves before buffered lines are written (or before the file is even open). A worker
+// that is stopped right after close() loses them; see the burst test below.
+t.test('close() resolves once every logged line is in the file', async (t) => {
+  const file = join(t.testdir(), 'access.log')
+  const h = await createPluginHarness(accessLog, { destination: file })
+  for (let i = 0; i < 50; i++) await logOne(h, { path: `/n${i}` })
+  await h.close()
+  const now = existsSync(file) ? readLines(file).length : 0
+  t.equal(now, 50, 'all 50 lines on disk when close() resolves')
+  t.equal((await waitForLines(file, 50)).length, 50, 'they do all arrive, later')
 })
 
 t.test('end to end: a file log through the real gateway, flushed on SIGTERM, with no secret in it', async (t) => {
@@ -237,4 +266,42 @@ t.test('end to end: a file log through the real gateway, flushed on SIGTERM, wit
   t.same(post?.headers, { 'x-api-key': '[redacted]' })
   t.ok((post?.bytesOut as number) > 0, 'response body bytes')
   t.notMatch(JSON.stringify(gw.lines) + gw.stderr(), /SECRET/, "nor in the gateway's own output")
+})
+
+t.test('end to end: requests in flight at SIGTERM are all logged', async (t) => {
+  // The upstream holds every answer a little, so all requests are in flight when the gateway
+  // is told to stop; the drain lets them finish, and each must still get its log line.
+  const held: Array<() => void> = []
+  const up = await startUpstream(t, (_req, res) => { held.push(() => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('ok') }) })
+  const file = join(t.testdirName, 'access.log')
+  const gw = await startGateway(t, {
+    config: {
+      logLevel: 'info',
+      // One worker, and fewer requests than its upstream pool's 128 connections, so every
+      // request is at the upstream when the stop begins.
+      workers: 1,
+      plugins: [{ name: 'access-log', config: { destination: 'access.log', headers: ['user-agent'] } }],
+      routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
+    }
+  })
+  const N = 120
+  const pending = Array.from({ length: N }, async (_, i) => {
+    const res = await request(`${gw.url}/r${i}`, { headers: { 'user-agent': 'burst/'.padEnd(400, 'u') } })
+    await res.body.text()
+    return res.statusCode
+  })
+  for (const until = Date.now() + 15_000; up.seen.length < N && Date.now() < until;) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(up.seen.length, N, 'all requests reached the upstream before the stop')
+  const stopping = gw.stop()
+  // Answer only once the drain has begun.
+  await gw.waitFor((l) => l.msg === 'draining')
+  for (const answer of held) answer()
+  const statuses = await Promise.all(pending)
+  t.same(await stopping, { code: 0, signal: null })
+  t.equal(statuses.filter((s) => s === 200).length, N, 'every in-flight request was answered')
+
+  const lines = existsSync(file) ? readLines(file) : []
+  t.ok(lines.length <= N, 'never more lines than requests')
+  t.ok(lines.every((l) => l.msg === 'access' && l.status === 200), 'every line is whole')
+  t.equal(lines.length, N, `one line per answered request (${lines.length} of ${N} in the file)`)
 })

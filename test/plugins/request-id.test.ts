@@ -37,8 +37,8 @@ t.test('config: inline config in, success or a specific code out', async (t) => 
     { config: { header: 5 }, details: [/^\/header: must be a string$/] },
     { config: { trustIncoming: 'yes' }, details: [/^\/trustIncoming: must be a boolean$/] },
     { config: { echo: 1 }, details: [/^\/echo: must be a boolean$/] },
-    { config: { headers: 'x-id' }, details: [/unknown property 'headers'$/] },
-    { config: { header: 'a b', echo: 'no', bogus: true }, details: [/^\/header: must match/, /^\/echo: must be a boolean$/, /unknown property 'bogus'$/] }
+    { config: { headers: 'x-id' }, details: [/^\/: unknown property 'headers'$/] },
+    { config: { header: 'a b', echo: 'no', bogus: true }, details: [/^\/header: must match/, /^\/echo: must be a boolean$/, /^\/: unknown property 'bogus'$/] }
   ]
   for (const c of bad) {
     const err = await createPluginHarness(requestId, c.config).catch((e: unknown) => e) as { code?: string, details?: string[] }
