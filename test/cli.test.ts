@@ -164,6 +164,8 @@ t.test('--config with flags: the file, plus --port override', async (t) => {
 
 t.test('the embedded demo starts with no arguments and prints what to try', async (t) => {
   const gw = await startGateway(t, { args: ['--port', '0', '--workers', '1'] })
+  // stderr and stdout are separate pipes: the banner may arrive after the listening line.
+  for (let i = 0; i < 100 && !gw.stderr().includes('curl'); i++) await new Promise((resolve) => setTimeout(resolve, 20))
   t.match(gw.stderr(), /curl -i http:\/\/127\.0\.0\.1:\d+\/hello/, 'prints curl commands')
   const res = await request(`${gw.url}/hello`)
   const body = await res.body.json() as Record<string, unknown>
