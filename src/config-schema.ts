@@ -48,6 +48,30 @@ const routeTimeouts = {
   }
 } as const
 
+const clientIpProps = {
+  trustedProxies: {
+    type: 'array',
+    items: { type: 'string', minLength: 1 },
+    description: 'CIDRs of proxies/load balancers whose forwarded headers are believed'
+  },
+  header: { type: 'string', enum: ['x-forwarded-for', 'forwarded', 'x-real-ip'], description: 'Where a trusted peer says who the client is' },
+  hops: { type: 'integer', minimum: 0, maximum: 32, description: '0: walk right to left past trusted proxies; N: take the Nth address from the right' }
+} as const
+
+/** How the client address is resolved; a route's block overrides the global one field by field. */
+const clientIp = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    trustedProxies: { ...clientIpProps.trustedProxies, default: [] },
+    header: { ...clientIpProps.header, default: 'x-forwarded-for' },
+    hops: { ...clientIpProps.hops, default: 0 }
+  },
+  default: {}
+} as const
+
+const routeClientIp = { type: 'object', additionalProperties: false, properties: clientIpProps } as const
+
 const upstream = {
   anyOf: [
     httpUrl,
@@ -109,6 +133,7 @@ const route = {
     preserveHost: { type: 'boolean', default: false, description: "Send the client's Host upstream instead of the upstream's" },
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
     timeouts: routeTimeouts,
+    clientIp: routeClientIp,
     plugins: { type: 'array', items: pluginRef, default: [] }
   }
 } as const
@@ -147,6 +172,7 @@ export const gatewaySchema = {
       default: {}
     },
     timeouts,
+    clientIp,
     plugins: { type: 'array', items: pluginRef, default: [], description: 'Global plugins: every route runs these' },
     routes: { type: 'array', items: route, description: 'Routes, matched by host, path and method' }
   }
@@ -172,7 +198,15 @@ export interface RouteConfig {
   preserveHost: boolean
   stripPrefix: boolean
   timeouts: TimeoutsConfig
+  /** Always complete after validation: the global block merged under the route's own. */
+  clientIp: ClientIpConfig
   plugins: PluginRef[]
+}
+
+export interface ClientIpConfig {
+  trustedProxies: string[]
+  header: 'x-forwarded-for' | 'forwarded' | 'x-real-ip'
+  hops: number
 }
 
 /** The config after validation: defaults filled in, durations in milliseconds. */
@@ -190,6 +224,7 @@ export interface GatewayConfig {
     maxRequestsPerSocket: number
   }
   timeouts: TimeoutsConfig
+  clientIp: ClientIpConfig
   plugins: PluginRef[]
   routes: RouteConfig[]
 }

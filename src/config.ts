@@ -4,7 +4,8 @@ import { dirname, extname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { createConfigAjv } from './ajv.js'
 import { gatewaySchema } from './config-schema.js'
-import type { GatewayConfig, RouteConfig, TimeoutsConfig } from './config-schema.js'
+import type { ClientIpConfig, GatewayConfig, RouteConfig, TimeoutsConfig } from './config-schema.js'
+import { CidrError, parseCidr } from './ip/parse.js'
 import { toMs } from './duration.js'
 import { codes } from './errors.js'
 import { formatSchemaErrors } from './schema-errors.js'
@@ -59,6 +60,18 @@ export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
     if (names.has(r.name)) problems.push(`${raw.source}: /routes/${i}/name: route name '${r.name}' is used twice`)
     names.add(r.name)
   })
+  const checkProxies = (list: string[] | undefined, at: string): void => {
+    list?.forEach((c, i) => {
+      try {
+        parseCidr(c)
+      } catch (err) {
+        if (!(err instanceof CidrError)) throw err
+        problems.push(`${raw.source}: ${at}/trustedProxies/${i}: ${err.message}`)
+      }
+    })
+  }
+  checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
+  cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
   const out = normalize(cfg)
   // Node refuses a headers timeout longer than the request timeout; say so in config terms.
   if (out.limits.headersTimeout > out.limits.requestTimeout) {
@@ -79,8 +92,9 @@ function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
   cfg.routes = cfg.routes.map((r): RouteConfig => ({
     ...r,
-    // A route's own timeouts override the global ones field by field.
-    timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) })
+    // A route's own timeouts and client-IP settings override the global ones field by field.
+    timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) }),
+    clientIp: { ...cfg.clientIp, ...(r.clientIp as Partial<ClientIpConfig> | undefined) }
   }))
   return cfg as GatewayConfig
 }

@@ -1,7 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { sendReply } from './problem.js'
-import type { ClientInfo, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { ResolvedClient } from './client-ip.js'
+import type { ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
 
 /** A fresh outcome record: what a request's log hooks read at the end. */
 export function newOutcome (): RequestOutcome {
@@ -21,7 +22,7 @@ export class Context implements RequestContext {
   readonly path: string
   readonly query: string
   readonly headers: IncomingHttpHeaders
-  readonly client: ClientInfo
+  readonly client: ResolvedClient
   route: RouteInfo = NO_ROUTE
   params: Readonly<Record<string, string | undefined>> = NO_PARAMS
   id = ''
@@ -43,7 +44,7 @@ export class Context implements RequestContext {
   /** The worker's flags; `draining` makes every response close its connection. */
   readonly #worker: { readonly draining: boolean }
 
-  constructor (req: IncomingMessage, res: ServerResponse, path: string, query: string, client: ClientInfo, generation: number, log: Logger, start: number, worker: { readonly draining: boolean }) {
+  constructor (req: IncomingMessage, res: ServerResponse, path: string, query: string, client: ResolvedClient, generation: number, log: Logger, start: number, worker: { readonly draining: boolean }) {
     this.#worker = worker
     this.req = req
     this.res = res

@@ -1,4 +1,7 @@
+import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
+import { createClientIpResolver } from './client-ip.js'
+import type { ResolvedClient } from './client-ip.js'
 import type { GatewayConfig, RouteConfig } from './config-schema.js'
 import { codes, GatewayError } from './errors.js'
 import type { Pipeline } from './pipeline.js'
@@ -17,7 +20,11 @@ export interface CompiledRoute {
   info: RouteInfo
   pipeline: Pipeline
   proxy: ProxyRoute | undefined
+  /** Who the client is on this route (its own clientIp settings, or the global ones). */
+  client: ClientResolver
 }
+
+export type ClientResolver = (req: IncomingMessage) => ResolvedClient
 
 /** Everything a worker needs to serve one config generation. */
 export interface Generation {
@@ -27,6 +34,8 @@ export interface Generation {
   /** Global plugins only: for requests that match no route (404/405), so ip-filter, request
    *  ids and access logs still apply to them. */
   fallback: Pipeline
+  /** The global client resolver, for requests that match no route. */
+  client: ClientResolver
   /** Every plugin instance, to close when the generation is retired. */
   instances: Array<{ name: string, hooks: PluginHooks }>
   pools: Set<import('undici').Pool>
@@ -90,6 +99,7 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
     instances.push({ name: e.plugin.name, hooks })
     return hooks
   }
+  const globalClient = createClientIpResolver(config.clientIp)
   try {
     const fallbackChain: Array<{ name: string, hooks: PluginHooks }> = []
     for (const e of globalPipeline(config, plugins)) fallbackChain.push({ name: e.plugin.name, hooks: await instantiate(e, undefined) })
@@ -119,9 +129,12 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       }
       const info: RouteInfo = Object.freeze({ name: route.name, upstream: targets.map((t) => t.url).join(',') })
       const hosts = route.match.host === undefined ? undefined : (Array.isArray(route.match.host) ? route.match.host : [route.match.host])
-      defs.push({ path: route.match.path, exact: route.match.exact, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy } })
+      // Routes that keep the global client-IP settings share the global resolver.
+      const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
+      const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
+      defs.push({ path: route.match.path, exact: route.match.exact, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client } })
     }
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), instances, pools }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err

@@ -6,7 +6,6 @@ import type { CompiledRoute, Generation } from './generation.js'
 import { BadPathError, normalizeTarget } from './path.js'
 import type { Pipeline } from './pipeline.js'
 import { runLogHooks, runRequestHooks } from './pipeline.js'
-import type { ClientInfo } from './types.js'
 import { proxy } from './upstream/proxy.js'
 
 /** What the request handler reads from its worker: the live generation and counters. */
@@ -26,14 +25,9 @@ export interface LiveGeneration {
   onIdle: (() => void) | undefined
 }
 
-function clientOf (req: IncomingMessage): ClientInfo {
-  let ip = req.socket.remoteAddress ?? ''
-  // IPv4-mapped IPv6 is IPv4 for every policy (CHECKLIST E1).
-  if (ip.startsWith('::ffff:') && ip.includes('.')) ip = ip.slice(7)
-  return { ip, port: req.socket.remotePort ?? 0, peerIp: ip }
-}
-
 /** `Host` without port, lower-case; brackets kept off IPv6 literals. */
+const NO_MATCH = { kind: 'not-found' } as const
+
 function hostOf (value: string | undefined): string {
   if (value === undefined) return ''
   const v = value.toLowerCase()
@@ -76,7 +70,10 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       badPath = err.message
     }
 
-    const ctx = new Context(req, res, path, query, clientOf(req), live.gen.number, state.log, start, state)
+    // Routing needs only host and path; the route decides how the client is resolved.
+    const match = badPath === undefined ? live.gen.router.find(req.method as string, path, hostOf(req.headers.host)) : NO_MATCH
+    const route: CompiledRoute | undefined = match.kind === 'found' ? match.value : undefined
+    const ctx = new Context(req, res, path, query, (route?.client ?? live.gen.client)(req), live.gen.number, state.log, start, state)
     res.once('close', complete)
 
     if (badPath !== undefined) {
@@ -90,10 +87,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       return
     }
 
-    const match = live.gen.router.find(ctx.method, path, hostOf(req.headers.host))
-    let route: CompiledRoute | undefined
-    if (match.kind === 'found') {
-      route = match.value
+    if (match.kind === 'found' && route !== undefined) {
       pipeline = route.pipeline
       ctx.route = route.info
       ctx.params = match.params

@@ -122,7 +122,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '').replace(/^:/, '/:')) })
   const log = opts.log ?? pino({ level: 'silent' })
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
-    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, plugins: [ref], routes: [] }
+    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 }, plugins: [ref], routes: [] }
   }))
 
   return {

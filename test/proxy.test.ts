@@ -82,7 +82,8 @@ t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
   }
   t.equal(h['x-foo-bar'], 'kept', 'a header merely named like a nominated one is kept')
   t.equal(h.close, 'kept', 'a header called Close is kept')
-  t.equal(h['x-forwarded-for'], '203.0.113.9, 127.0.0.1', 'the peer is appended to X-Forwarded-For')
+  t.equal(h['x-forwarded-for'], '127.0.0.1', "an untrusted peer's X-Forwarded-For is replaced by the peer (CHECKLIST E7)")
+  t.equal(h['x-real-ip'], '127.0.0.1', 'X-Real-IP is the resolved client')
   t.equal(h['x-forwarded-proto'], 'http', "the client's X-Forwarded-Proto is replaced")
   t.equal(h['x-forwarded-host'], 'public.example:8443', 'X-Forwarded-Host is the Host the client sent')
   t.equal(h.host, `127.0.0.1:${up.port}`, "Host is the upstream's by default")

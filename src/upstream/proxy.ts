@@ -57,8 +57,10 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
     out.push(name, raw[i + 1] as string)
   }
   // Client-nominated headers are gone before these are added (CHECKLIST A26).
-  const xff = ctx.headers['x-forwarded-for']
-  out.push('x-forwarded-for', xff === undefined || xff === '' ? ctx.client.peerIp : `${xff}, ${ctx.client.peerIp}`)
+  // The chain as far as it can be believed (client-ip.ts): from an untrusted peer, the peer
+  // alone; whatever the client claimed in X-Real-IP or Forwarded is dropped above.
+  out.push('x-forwarded-for', ctx.client.forwardedFor)
+  out.push('x-real-ip', ctx.client.ip)
   out.push('x-forwarded-proto', route.proto)
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
