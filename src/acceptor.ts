@@ -9,28 +9,54 @@ import { codes, GatewayError, reviveError } from './errors.js'
 import { buildGeneration, closeInstances } from './generation.js'
 import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHost } from './listen.js'
 import { loadPlugins } from './plugin-loader.js'
-import { createSharedMemory, setGeneration } from './shared-memory.js'
+import { IpTableError, nextIpRegion, switchIpRegion, writeIpTable } from './ip/table-writer.js'
+import type { IpRegion } from './ip/table-writer.js'
+import { runPrepare } from './prepare.js'
+import { createSharedMemory, loadHotPath, setGeneration } from './shared-memory.js'
+import type { HotPath } from './shared-memory.js'
 import type { GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 
-/** A validated config with its plugins resolved: what a generation is made from. */
+/** A validated config with its plugins resolved and prepared: what a generation is made from. */
 export interface PreparedConfig {
   config: GatewayConfig
   source: string
   dir: string
   modules: Record<string, string>
+  prepared: Record<string, unknown>
+  /** The IP table region its sets were written to. */
+  ipRegion: IpRegion
+}
+
+/** The shared memory and the acceptor's own WASM instance on it. */
+export interface SharedState {
+  memory: WebAssembly.Memory
+  hotPath: HotPath
+}
+
+export async function createSharedState (): Promise<SharedState> {
+  const memory = createSharedMemory()
+  return { memory, hotPath: await loadHotPath(memory) }
 }
 
 /**
  * Validate a raw config whole: the gateway schema, every plugin's schema, every route's
- * pipeline, and every plugin's create() in a dry run (then closed). Throws
- * GW_ERR_CONFIG_INVALID (or GW_ERR_PLUGIN_CREATE) with `file: /path: reason` details.
+ * pipeline, every plugin's prepare() (their CIDR lists written into IP table `region`, which
+ * no running generation may be reading), and every plugin's create() in a dry run (then
+ * closed). Throws GW_ERR_CONFIG_INVALID with `file: /path: reason` details.
  */
-export async function prepareConfig (raw: RawConfig, log: Logger): Promise<PreparedConfig> {
+export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory)): Promise<PreparedConfig> {
   const config = validateGatewayConfig(raw)
-  const { modules } = await loadPlugins(config, raw.source, raw.dir)
-  const msg: GenerationMessage = { number: 0, config, configDir: raw.dir, modules }
+  const { modules, plugins } = await loadPlugins(config, raw.source, raw.dir)
+  const { prepared, ipSets } = await runPrepare(config, plugins, raw.source, raw.dir, log)
   try {
-    const gen = await buildGeneration(msg, { mode: 'dry-run', log })
+    writeIpTable(shared.memory, region, ipSets)
+  } catch (err) {
+    if (!(err instanceof IpTableError)) throw err
+    throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.message}`] })
+  }
+  const msg: GenerationMessage = { number: 0, config, configDir: raw.dir, modules, prepared, ipRegion: region }
+  try {
+    const gen = await buildGeneration(msg, { mode: 'dry-run', log, hotPath: shared.hotPath })
     await closeInstances(gen.instances, log)
   } catch (err) {
     if (err instanceof GatewayError) {
@@ -39,7 +65,7 @@ export async function prepareConfig (raw: RawConfig, log: Logger): Promise<Prepa
     }
     throw err
   }
-  return { config, source: raw.source, dir: raw.dir, modules }
+  return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region }
 }
 
 interface Slot {
@@ -75,18 +101,19 @@ export class Acceptor {
   #started = false
   #readyWaiters = new Map<number, { resolve: () => void, reject: (e: Error) => void }>()
 
-  constructor (prepared: PreparedConfig, log: Logger) {
+  constructor (prepared: PreparedConfig, shared: SharedState, log: Logger) {
     this.#prepared = prepared
     this.#log = log
-    this.memory = createSharedMemory()
+    this.memory = shared.memory
     setGeneration(this.memory, this.#generation)
+    switchIpRegion(this.memory, prepared.ipRegion)
   }
 
   get generation (): number { return this.#generation }
 
   #message (): GenerationMessage {
     const p = this.#prepared
-    return { number: this.#generation, config: p.config, configDir: p.dir, modules: p.modules }
+    return { number: this.#generation, config: p.config, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion }
   }
 
   async start (): Promise<ListeningInfo> {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { Logger } from 'pino'
-import { Acceptor, prepareConfig } from './acceptor.js'
+import { Acceptor, createSharedState, prepareConfig } from './acceptor.js'
 import { configFromFlags, readConfigFile } from './config.js'
 import type { RawConfig } from './config.js'
 import { startDemo } from './demo.js'
@@ -100,7 +100,8 @@ async function validateCommand (file: string | undefined): Promise<number> {
   if (file === undefined) throw codes.GW_ERR_CLI_USAGE('validate needs a file: tollgate validate gateway.yaml')
   const log = createLogger('silent')
   const raw = await readConfigFile(file)
-  const prepared = await prepareConfig(raw, log)
+  // The same steps as a start, on a memory of its own: CIDR lists are compiled for real.
+  const prepared = await prepareConfig(raw, log, await createSharedState())
   const plugins = new Set([...prepared.config.plugins, ...prepared.config.routes.flatMap((r) => r.plugins)].map((p) => p.name))
   process.stdout.write(`${file}: ok (${prepared.config.routes.length} route(s), plugins: ${[...plugins].join(', ') || 'none'})\n`)
   return 0
@@ -108,9 +109,10 @@ async function validateCommand (file: string | undefined): Promise<number> {
 
 /** Serve until SIGTERM/SIGINT; then drain and exit 0. */
 async function serve (raw: RawConfig, log: Logger, banner?: (port: number, host: string) => string): Promise<number> {
-  const prepared = await prepareConfig(raw, log)
+  const shared = await createSharedState()
+  const prepared = await prepareConfig(raw, log, shared)
   if (prepared.config.logLevel !== log.level) log.level = prepared.config.logLevel
-  const acceptor = new Acceptor(prepared, log)
+  const acceptor = new Acceptor(prepared, shared, log)
   const info = await acceptor.start()
   if (banner !== undefined) process.stderr.write(banner(info.port, info.host))
   // Always written, whatever the log level: scripts and the bench wait for this line.

@@ -13,6 +13,7 @@ import type { PipelineEntry } from './plugin-loader.js'
 import { Router } from './router.js'
 import type { GenerationMessage, PluginHooks, RouteInfo } from './types.js'
 import { Balancer } from './upstream/balancer.js'
+import type { HotPath } from './shared-memory.js'
 import type { PoolRegistry } from './upstream/pools.js'
 import type { ProxyRoute, Target } from './upstream/proxy.js'
 
@@ -46,6 +47,8 @@ export interface BuildOptions {
   log: Logger
   /** Needed in 'worker' mode; upstream pools are not made in a dry run. */
   pools?: PoolRegistry
+  /** This thread's WASM instance on the shared memory. */
+  hotPath: HotPath
 }
 
 function targetsOf (route: RouteConfig): Array<{ url: string, weight: number }> {
@@ -87,7 +90,9 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
         mode: opts.mode,
         route: e.global ? undefined : routeName,
         configDir: msg.configDir,
-        gateway: config
+        gateway: config,
+        prepared: msg.prepared[e.path],
+        shared: { hotPath: opts.hotPath, ipRegion: msg.ipRegion }
       })
       hooks = checkHooks(e.plugin.name, made)
     } catch (err) {

@@ -29,6 +29,10 @@ export interface HotPath {
   flags(): number
   /** Atomically adds `delta` to counter entry `slot`'s count and returns the count before the add. */
   counterAdd(slot: number, delta: number): number
+  /** Whether IPv4 `ip` (u32) is in IP set `set` of table `region` (0 = A, 1 = B); throws for an unknown region or set. Use src/ip/matcher.ts. */
+  ipContains4(region: number, set: number, ip: number): boolean
+  /** Whether IPv6 w0:w1:w2:w3 (big-endian u32 words) is in IP set `set` of table `region`; throws for an unknown region or set. */
+  ipContains6(region: number, set: number, w0: number, w1: number, w2: number, w3: number): boolean
 }
 
 // What tollgate.wasm exports (wasm/assembly/index.ts). u32 results arrive as signed i32.
@@ -39,6 +43,8 @@ interface HotPathExports {
   setGeneration(g: number): void
   flags(): number
   counterAdd(slot: number, delta: number): number
+  ipContains4(region: number, set: number, ip: number): number
+  ipContains6(region: number, set: number, w0: number, w1: number, w2: number, w3: number): number
 }
 
 // Compiled, this file is dist/src/shared-memory.js; under tap's TypeScript loader it runs
@@ -181,6 +187,9 @@ export async function loadHotPath (memory: WebAssembly.Memory): Promise<HotPath>
       ex.setGeneration(n)
     },
     flags: () => ex.flags() >>> 0,
-    counterAdd: (slot: number, delta: number) => ex.counterAdd(slot, delta) >>> 0
+    counterAdd: (slot: number, delta: number) => ex.counterAdd(slot, delta) >>> 0,
+    ipContains4: (region: number, set: number, ip: number) => ex.ipContains4(region, set, ip) !== 0,
+    ipContains6: (region: number, set: number, w0: number, w1: number, w2: number, w3: number) =>
+      ex.ipContains6(region, set, w0, w1, w2, w3) !== 0
   })
 }

@@ -4,6 +4,10 @@ import { pino } from 'pino'
 import type { Logger } from 'pino'
 import type { PluginRef } from './config-schema.js'
 import { newOutcome } from './context.js'
+import { parseCidr } from './ip/parse.js'
+import { writeIpTable } from './ip/table-writer.js'
+import { createSharedMemory, loadHotPath } from './shared-memory.js'
+import type { HotPath } from './shared-memory.js'
 import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
@@ -47,6 +51,45 @@ export interface Harness {
   /** Call the instance's close(). */
   close: () => Promise<void>
   hooks: PluginHooks
+}
+
+/*
+ * The harness's own shared memory, made on first use: plugins that use the WASM tables
+ * (ip-filter, rate-limit) run against the real module. Every harness in a process adds its
+ * IP sets to one list, rewritten whole into region B (never made live, so always writable);
+ * set ids are positions in that list, so harnesses never see each other's sets.
+ */
+const HARNESS_REGION = 1
+let harnessShared: Promise<{ memory: WebAssembly.Memory, hotPath: HotPath }> | undefined
+const harnessSets: Array<readonly string[]> = []
+
+function harnessMemory (): Promise<{ memory: WebAssembly.Memory, hotPath: HotPath }> {
+  harnessShared ??= (async () => {
+    const memory = createSharedMemory()
+    return { memory, hotPath: await loadHotPath(memory) }
+  })()
+  return harnessShared
+}
+
+async function runPrepareFor (plugin: Plugin, ref: PluginRef, shared: { memory: WebAssembly.Memory }): Promise<unknown> {
+  if (plugin.prepare === undefined) return undefined
+  const problems: string[] = []
+  const prepared = await plugin.prepare(ref.config, {
+    log: pino({ level: 'silent' }),
+    route: 'test',
+    configDir: process.cwd(),
+    path: '',
+    ipSet (cidrs, pointer = '') {
+      cidrs.forEach((c, i) => {
+        try { parseCidr(c) } catch (err) { problems.push(`${pointer}/${i}: ${(err as Error).message}`) }
+      })
+      harnessSets.push(cidrs)
+      return harnessSets.length - 1
+    }
+  })
+  if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems })
+  writeIpTable(shared.memory, HARNESS_REGION, harnessSets)
+  return prepared
 }
 
 class FakeContext implements RequestContext {
@@ -117,11 +160,17 @@ class FakeContext implements RequestContext {
  * ```
  */
 export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
+  const shared = await harnessMemory()
   const ref: PluginRef = { name: plugin.name, enabled: true, config: structuredClone(config) }
   const problems = checkPluginConfig(plugin as unknown as Plugin, ref, '')
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems.map((p) => p.replace(/^\/config/, '').replace(/^:/, '/:')) })
   const log = opts.log ?? pino({ level: 'silent' })
+  // prepare() runs as the acceptor would run it, its IP sets written to the harness's own
+  // shared memory, so plugins that use the WASM tables work here too.
+  const prepared = await runPrepareFor(plugin as unknown as Plugin, ref, shared)
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
+    prepared,
+    shared: { hotPath: shared.hotPath, ipRegion: HARNESS_REGION },
     log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 }, plugins: [ref], routes: [] }
   }))
 

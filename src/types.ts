@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
 import type { Logger } from 'pino'
 import type { SerializedError } from './errors.js'
 import type { GatewayConfig } from './config-schema.js'
+import type { HotPath } from './shared-memory.js'
 
 /** The fixed phase list (DESIGN.md "The request path"). Order here is run order. */
 export const PHASES = ['connect', 'authn', 'authz', 'access', 'validate', 'proxy', 'response', 'log'] as const
@@ -122,8 +123,40 @@ export interface PluginHooks {
   close?: () => HookResult
 }
 
+/**
+ * What a plugin's `prepare()` gets: it runs once per config generation in the acceptor
+ * (main thread), before any worker builds, for work that must be done once for the whole
+ * gateway, such as compiling CIDR lists into the shared-memory tables.
+ */
+export interface PrepareApi {
+  /**
+   * Register a list of CIDRs to be compiled into the shared IP table of this generation;
+   * returns the set's id, to match against in `create()` with `api.shared`. An invalid
+   * entry makes the whole config invalid, reported at `<entry>/config<pointer>/<index>`.
+   */
+  ipSet: (cidrs: readonly string[], pointer?: string) => number
+  log: Logger
+  /** Name of the route the instance is for, or undefined for a global instance. */
+  route: string | undefined
+  configDir: string
+  /** JSON path of this plugin entry in the config, e.g. `/routes/0/plugins/1`. */
+  path: string
+}
+
+/** The shared-memory hot path as a plugin sees it in `create()`. */
+export interface SharedApi {
+  /** This thread's WASM instance on the gateway's shared memory. */
+  hotPath: HotPath
+  /** The IP table region this generation's sets were written to. */
+  ipRegion: number
+}
+
 /** What a plugin's `create()` gets besides its config. */
 export interface PluginApi {
+  /** What the plugin's `prepare()` returned for this entry (undefined without one). */
+  prepared: unknown
+  /** The WASM hot path and this generation's tables. */
+  shared: SharedApi
   /** The plugin's logger (the gateway's log, bound to the plugin's name). */
   log: Logger
   /** The config generation being built. */
@@ -149,6 +182,9 @@ export interface PluginDefinition<C = Record<string, unknown>> {
   tollgate?: string
   /** Names of plugins that must be in the same pipeline. */
   dependencies?: readonly string[]
+  /** Runs once per generation in the acceptor, before `create()`; its result (structured-
+   *  cloneable) reaches every worker's `create()` as `api.prepared`. */
+  prepare?: (config: C, api: PrepareApi) => unknown
   /** Runs once per worker per config generation. Parse everything here, not per request. */
   create: (config: C, api: PluginApi) => PluginHooks | Promise<PluginHooks>
   /** Free-form description shown by `tollgate --help`. */
@@ -177,6 +213,10 @@ export interface GenerationMessage {
   configDir: string
   /** Plugin name -> module specifier (file URL) to import in the worker. */
   modules: Record<string, string>
+  /** Entry path (`/routes/0/plugins/1`) -> what that entry's prepare() returned. */
+  prepared: Record<string, unknown>
+  /** IP table region (0 = A, 1 = B) holding this generation's sets. */
+  ipRegion: number
 }
 
 export type AcceptorToWorker =

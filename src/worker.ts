@@ -7,6 +7,7 @@ import type { Generation } from './generation.js'
 import { createHttpServer } from './http-server.js'
 import { createLogger, flushLogger } from './log.js'
 import { createRequestHandler } from './request-handler.js'
+import { loadHotPath } from './shared-memory.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
@@ -36,7 +37,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const port = task.port
   const send = (m: WorkerToAcceptor): void => port.postMessage(m)
 
-  const first = await buildGeneration(task.generation, { mode: 'worker', log, pools })
+  const hotPath = await loadHotPath(task.memory)
+  const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
   const state: HandlerState = { current: live(first), draining: false, maxHeadersCount: first.config.limits.maxHeadersCount, log }
   const server = createHttpServer(first.config)
   let served = 0
@@ -63,7 +65,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
 
   const apply = async (msg: GenerationMessage): Promise<void> => {
     try {
-      const gen = await buildGeneration(msg, { mode: 'worker', log, pools })
+      const gen = await buildGeneration(msg, { mode: 'worker', log, pools, hotPath })
       const old = state.current
       state.current = live(gen)
       state.maxHeadersCount = gen.config.limits.maxHeadersCount

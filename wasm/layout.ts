@@ -93,9 +93,89 @@ export const IP_TABLE_LIVE_B = 1
 // The next generation's table is built in the one that is not live, then HDR_IP_LIVE is
 // switched with one atomic store. It is a word of its own, not derived from the generation,
 // so that a generation that leaves the IP lists alone does not have to copy a table.
-// 64 MiB each holds either a DIR-24-8 style IPv4 table (2^24 x 2-byte first level = 32 MiB,
-// plus 32 MiB of 256-entry second-level blocks) or sorted range boundaries for ~1M IPv4
-// CIDRs (2M x 8 bytes = 16 MiB) with room left for IPv6 ranges.
+//
+// Protocol (src/ip/table-writer.ts is the writer, wasm/assembly/ip-match.ts the reader):
+//   1. The acceptor writes the whole next table into the region that is NOT live, with plain
+//      stores, and only once no reader is pinned to that region any more (every worker has
+//      acknowledged a generation that uses the live one, and requests of older generations
+//      have finished: a request runs start to end under one generation).
+//   2. It switches HDR_IP_LIVE to that region with one Atomics.store, then publishes the
+//      generation that uses it. The store is seq-cst: every table write made before it
+//      happens-before whatever a reader does after an Atomics.load that sees the new value.
+//   3. A reader pins a region per request (the caller reads HDR_IP_LIVE, or takes the region
+//      its generation was built with, once; never per lookup). While anyone is pinned to a
+//      region nobody writes it, so lookups use plain loads and can never see a half-written
+//      table: immutability while read, not atomics, is what makes the data loads safe.
+//
+// One region (A or B). Offsets are from the region's start, so a table means the same in
+// either. An "IP set" is one list of CIDRs (e.g. one ip-filter's allow list), named by its
+// index in the directory (its set id).
+//
+//   +0       +----------------------------------------------------------------------+
+//            | region header (IP_REGION_HEADER_BYTES), u32 words:                  |
+//            |   IP_SET_COUNT_FIELD   sets in the directory; 0 = nothing written     |
+//            |   IP_V4_TOTAL_FIELD    IPv4 ranges in all sets (after merging)        |
+//            |   IP_V6_TOTAL_FIELD    IPv6 ranges in all sets (after merging)        |
+//            |   IP_DATA_END_FIELD    first byte past the last data block            |
+//            |   rest reserved (zero)                                               |
+//   +64      +----------------------------------------------------------------------+
+//            | directory: IP_SETS_MAX entries of IP_DIR_ENTRY_BYTES (64 = one cache  |
+//            | line, so one miss fetches all a lookup needs to find its window):    |
+//            |   set s at IP_DIR_OFFSET + s * IP_DIR_ENTRY_BYTES                    |
+//            |   +0  IP_DIR_V4_AT_FIELD     u32  byte offset of the v4 block         |
+//            |   +4  IP_DIR_V4_COUNT_FIELD  u32  n4 ranges (0: no IPv4 in the set)   |
+//            |   +8  IP_DIR_V4_BITS_FIELD   u32  b4: the index has 2^b4 buckets      |
+//            |   +12 IP_DIR_V4_SHIFT_FIELD  u32  s4: bucket = (ip - min4) >> s4      |
+//            |   +16 IP_DIR_V4_MIN_FIELD    u32  min4 = start[0]                     |
+//            |   +20 reserved (12 bytes)                                            |
+//            |   +32 IP_DIR_V6_AT_FIELD     u32  byte offset of the v6 block         |
+//            |   +36 IP_DIR_V6_COUNT_FIELD  u32  n6                                  |
+//            |   +40 IP_DIR_V6_BITS_FIELD   u32  b6                                  |
+//            |   +44 IP_DIR_V6_SHIFT_FIELD  u32  s6 (0..127, on 128-bit values)      |
+//            |   +48 IP_DIR_V6_MIN_FIELD    16 bytes: min6 = start[0], as below      |
+//   +IP_DATA_OFFSET ---------------------------------------------------------------+
+//            | data: one v4 and one v6 block per set that has such ranges, each    |
+//            | starting on an IP_BLOCK_ALIGN (64-byte) line                         |
+//            |                                                                      |
+//            |  v4 block:  start[0 .. n4-1]        u32 each                         |
+//            |             end[0 .. n4-1]          u32 each                         |
+//            |             index[0 .. 2^b4]        u32 each (2^b4 + 1 entries)      |
+//            |                                                                      |
+//            |  v6 block:  start[0 .. n6-1]        16 bytes each: u64 hi, u64 lo    |
+//            |             end[0 .. n6-1]          16 bytes each: u64 hi, u64 lo    |
+//            |             index[0 .. 2^b6]        u32 each                         |
+//            |   (hi = address bits 127..64, lo = bits 63..0, each a little-endian  |
+//            |    u64, so one i64.load reads it; as u32 words: w1 w0 w3 w2)         |
+//   +IP_DATA_END_FIELD ... IP_TABLE_BYTES: unused                                   |
+//            +----------------------------------------------------------------------+
+//
+// Ranges are inclusive [start, end] address intervals. In a block they are sorted by start,
+// disjoint and not adjacent: overlapping and touching CIDRs are merged when the table is
+// compiled (end[i] + 1 < start[i + 1]). So "ip is in the set" is "the last range with
+// start <= ip has ip <= end": a binary search over the starts, then one load of its end.
+//
+// The index narrows that search to a few ranges, because a plain binary search over 1M
+// starts takes ~20 dependent loads, the last several of them cache misses (measured here:
+// ~350 ns a lookup at 1M IPv4 ranges, against ~60 ns with the index). Bucket k covers the
+// addresses [min + k << s, min + (k + 1) << s); index[k] = how many ranges start below
+// min + k << s (index[0] = 0, index[2^b] = n). The range holding ip, if any, is the last
+// one with start <= ip, so it is among index[k] - 1 .. index[k + 1] - 1, where k is ip's
+// bucket, clamped to 0 .. 2^b - 1 (an ip below min wraps around to a huge bucket and
+// clamps: still correct, since no range then passes the final start <= ip check). The
+// writer picks b for ~4 ranges a bucket (b = 0, one bucket, for tiny sets; at most
+// IP_INDEX_BITS_MAX) and s as the least shift with (end[n-1] - min) >> s < 2^b, so buckets
+// span the set's own addresses, not the whole family: 10k IPv6 /48s inside one /32 spread
+// over all buckets instead of sharing one. Still O(log n) for a skewed set: a crowded bucket
+// is just a longer window for the binary search.
+//
+// IPv4 and IPv6 live in separate blocks and never match each other: 0.0.0.0/0 is all of
+// IPv4 only, ::/0 all of IPv6 only. IPv4-mapped (::ffff:a.b.c.d) and dotted IPv4-compatible
+// (::a.b.c.d) addresses and CIDRs are IPv4, both in the table and at lookup (src/ip/parse.ts).
+//
+// Capacity: the data area (IP_DATA_BYTES, just under 64 MiB) takes 8 bytes per IPv4 range
+// and 32 per IPv6 range, plus at most 4 * 2^IP_INDEX_BITS_MAX + 4 bytes (~1 byte a range) of
+// index and 126 bytes of line padding per set: e.g. 7.5M IPv4 ranges, or 2M IPv6 ranges, or
+// 1M of each.
 
 /** Bytes of each IP table. */
 export const IP_TABLE_BYTES = 64 * 1024 * 1024
@@ -103,6 +183,56 @@ export const IP_TABLE_BYTES = 64 * 1024 * 1024
 export const IP_TABLE_A_OFFSET = HEADER_OFFSET + HEADER_BYTES
 /** Start of IP table B. */
 export const IP_TABLE_B_OFFSET = IP_TABLE_A_OFFSET + IP_TABLE_BYTES
+/** Bytes of a region's header (offsets below are from the region's start). */
+export const IP_REGION_HEADER_BYTES = 64
+/** Region header u32: number of sets in the directory. */
+export const IP_SET_COUNT_FIELD = 0
+/** Region header u32: IPv4 ranges in all sets. */
+export const IP_V4_TOTAL_FIELD = 4
+/** Region header u32: IPv6 ranges in all sets. */
+export const IP_V6_TOTAL_FIELD = 8
+/** Region header u32: end of the last data block. */
+export const IP_DATA_END_FIELD = 12
+/** Most sets in one region (set ids are 0 .. IP_SETS_MAX - 1). */
+export const IP_SETS_MAX = 4096
+/** Start of the set directory. */
+export const IP_DIR_OFFSET = IP_REGION_HEADER_BYTES
+/** Bytes per directory entry: a cache line. */
+export const IP_DIR_ENTRY_BYTES = 64
+/** Directory entry u32: byte offset (from the region's start) of the set's IPv4 block. */
+export const IP_DIR_V4_AT_FIELD = 0
+/** Directory entry u32: IPv4 ranges in the set. */
+export const IP_DIR_V4_COUNT_FIELD = 4
+/** Directory entry u32: log2 of the IPv4 index's bucket count. */
+export const IP_DIR_V4_BITS_FIELD = 8
+/** Directory entry u32: right shift from (ip - min) to an IPv4 bucket. */
+export const IP_DIR_V4_SHIFT_FIELD = 12
+/** Directory entry u32: the set's lowest IPv4 range start. */
+export const IP_DIR_V4_MIN_FIELD = 16
+/** Directory entry u32: byte offset (from the region's start) of the set's IPv6 block. */
+export const IP_DIR_V6_AT_FIELD = 32
+/** Directory entry u32: IPv6 ranges in the set. */
+export const IP_DIR_V6_COUNT_FIELD = 36
+/** Directory entry u32: log2 of the IPv6 index's bucket count. */
+export const IP_DIR_V6_BITS_FIELD = 40
+/** Directory entry u32: right shift from (ip - min) to an IPv6 bucket (0..127). */
+export const IP_DIR_V6_SHIFT_FIELD = 44
+/** Directory entry, 16 bytes: the set's lowest IPv6 range start (u64 hi, u64 lo). */
+export const IP_DIR_V6_MIN_FIELD = 48
+/** Start of the data blocks. */
+export const IP_DATA_OFFSET = IP_DIR_OFFSET + IP_SETS_MAX * IP_DIR_ENTRY_BYTES
+/** Bytes of the data area. */
+export const IP_DATA_BYTES = IP_TABLE_BYTES - IP_DATA_OFFSET
+/** Alignment of each data block: a cache line. */
+export const IP_BLOCK_ALIGN = 64
+/** Bytes per IPv4 range: u32 start + u32 end. */
+export const IP_V4_RANGE_BYTES = 8
+/** Bytes per IPv6 range: 16-byte start + 16-byte end. */
+export const IP_V6_RANGE_BYTES = 32
+/** Most index bits: 2^16 buckets, a 256 KiB index. */
+export const IP_INDEX_BITS_MAX = 16
+/** Bytes per index entry (u32). */
+export const IP_INDEX_ENTRY_BYTES = 4
 
 /* ---------------- rate-limit counters: open-addressed hash table ---------------- */
 // Planned entry format (32 bytes, 8 u32 words, two entries per 64-byte cache line):

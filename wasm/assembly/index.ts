@@ -11,6 +11,7 @@ import {
   COUNTER_ENTRIES,
   COUNTER_COUNT_FIELD
 } from "../layout";
+export * from "./ip-match";
 
 // @ts-ignore: decorator
 @lazy @inline const E_COUNTER_SLOT: string = "counter slot out of range";

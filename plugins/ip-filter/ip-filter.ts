@@ -1,0 +1,63 @@
+import { readFile } from 'node:fs/promises'
+import { isAbsolute, resolve } from 'node:path'
+import { createIpMatcher } from '../../src/ip/matcher.js'
+import type { PluginApi, PluginHooks, PrepareApi, RequestContext } from '../../src/types.js'
+import type { IpFilterConfig, IpFilterPrepared } from './schema.js'
+
+/** Lines of a CIDR file: blank lines and `#` comments skipped, every other line one CIDR. */
+async function readList (file: string, dir: string): Promise<string[]> {
+  const path = isAbsolute(file) ? file : resolve(dir, file)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+  const out: string[] = []
+  for (const line of text.split('\n')) {
+    const hash = line.indexOf('#')
+    const s = (hash === -1 ? line : line.slice(0, hash)).trim()
+    if (s !== '') out.push(s)
+  }
+  return out
+}
+
+/** In the acceptor: the lists (inline and from files) go into the shared IP table once. */
+export async function prepareIpFilter (config: IpFilterConfig, api: PrepareApi): Promise<IpFilterPrepared> {
+  const list = async (inline: string[], file: string | undefined, name: string): Promise<number> => {
+    if (file === undefined) return inline.length === 0 ? -1 : api.ipSet(inline, `/${name}`)
+    const fromFile = await readList(file, api.configDir)
+    // Inline entries first, so a bad inline entry is reported at its own index.
+    return inline.length + fromFile.length === 0 ? -1 : api.ipSet([...inline, ...fromFile], `/${name}`)
+  }
+  return {
+    allow: await list(config.allow, config.allowFile, 'allow'),
+    deny: await list(config.deny, config.denyFile, 'deny')
+  }
+}
+
+/**
+ * In each worker: two lookups in the shared table per request at most. Deny wins; an empty
+ * allow list allows every address; an address that cannot be parsed is denied (the client
+ * address is resolved by the gateway, so this only happens on a bug: fail closed).
+ */
+export function createIpFilter (config: IpFilterConfig, api: PluginApi): PluginHooks {
+  const sets = api.prepared as IpFilterPrepared | undefined
+  if (sets === undefined) throw new Error('ip-filter: no prepared sets (prepare() did not run)')
+  const matcher = createIpMatcher(api.shared.hotPath, api.shared.ipRegion)
+  const { allow, deny } = sets
+  const status = config.status
+  return {
+    onRequest (ctx: RequestContext) {
+      const ip = ctx.client.ip
+      if (deny >= 0) {
+        const hit = matcher.contains(deny, ip)
+        if (hit !== false) return ctx.reply(status, { code: hit === undefined ? 'IP_INVALID' : 'IP_DENIED', detail: 'the client address is not allowed' })
+      }
+      if (allow >= 0) {
+        const hit = matcher.contains(allow, ip)
+        if (hit !== true) return ctx.reply(status, { code: hit === undefined ? 'IP_INVALID' : 'IP_NOT_ALLOWED', detail: 'the client address is not allowed' })
+      }
+    }
+  }
+}
