@@ -74,6 +74,7 @@ function harnessMemory (): Promise<{ memory: WebAssembly.Memory, hotPath: HotPat
 async function runPrepareFor (plugin: Plugin, ref: PluginRef, shared: { memory: WebAssembly.Memory }): Promise<unknown> {
   if (plugin.prepare === undefined) return undefined
   const problems: string[] = []
+  const mine: Array<readonly string[]> = []
   const prepared = await plugin.prepare(ref.config, {
     log: pino({ level: 'silent' }),
     route: 'test',
@@ -83,11 +84,13 @@ async function runPrepareFor (plugin: Plugin, ref: PluginRef, shared: { memory: 
       cidrs.forEach((c, i) => {
         try { parseCidr(c) } catch (err) { problems.push(`${pointer}/${i}: ${(err as Error).message}`) }
       })
-      harnessSets.push(cidrs)
-      return harnessSets.length - 1
+      mine.push(cidrs)
+      return harnessSets.length + mine.length - 1
     }
   })
+  // Only a valid harness adds its sets: a bad list must not break the next harness's table.
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(`${plugin.name} config`, problems.length, { details: problems })
+  harnessSets.push(...mine)
   writeIpTable(shared.memory, HARNESS_REGION, harnessSets)
   return prepared
 }
