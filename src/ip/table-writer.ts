@@ -69,8 +69,9 @@ export class IpTableError extends Error {
 
 // One family of one compiled set: its merged ranges and their index, already in the word
 // order of a data block, so that writing it is one typed-array copy (layout.ts: v4 =
-// starts, ends, index; v6 = 16-byte starts, 16-byte ends, each as u64 hi, u64 lo
-// little-endian = u32 words w1, w0, w3, w2, then the index), and the directory fields.
+// (start, end) u32 pairs, then the index; v6 = (start, end) pairs of 16 bytes, each as
+// u64 hi, u64 lo little-endian = u32 words w1, w0, w3, w2, then the index), and the
+// directory fields.
 interface CompiledBlock {
   readonly block: Uint32Array
   /** Ranges. */
@@ -114,7 +115,7 @@ export interface IpTableInfo {
 /* ---------------- parsing: a fast path in front of parseCidr ---------------- */
 
 // parseCidr allocates (trim, two slices, a Uint32Array, a regex test, the result object):
-// ~1 µs a CIDR. The fast path below handles the common forms with parseIp alone, into a
+// 1-2 µs a CIDR here, 1-2 s for a million. The fast path below handles the common forms with parseIp alone, into a
 // scratch array, and leaves everything unusual to parseCidr, so the two cannot disagree on
 // what is valid: the fast path only accepts text that parseCidr accepts with the same
 // result (test/ip-table.test.ts checks a corpus of tricky forms both ways), and any text
@@ -215,149 +216,178 @@ const TWO32 = 2 ** 32
 function compileV4 (keys: Float64Array): CompiledBlock {
   keys.sort()
   const n = keys.length
-  const starts = new Uint32Array(n)
-  const ends = new Uint32Array(n)
+  // Merged ranges, interleaved as in the block: start, end, start, end, ...
+  const ranges = new Uint32Array(2 * n)
   let m = 0
   let curStart = -1
   let curEnd = -2
   for (let i = 0; i < n; i++) {
     const k = keys[i] as number
     const start = Math.floor(k / 64)
-    const end = start + 2 ** (32 - (k - start * 64)) - 1
+    const end = start + (SIZE4[k - start * 64] as number) - 1
     if (start <= curEnd + 1) {
       if (end > curEnd) curEnd = end
     } else {
-      if (curStart >= 0) { starts[m] = curStart; ends[m] = curEnd; m++ }
+      if (curStart >= 0) { ranges[2 * m] = curStart; ranges[2 * m + 1] = curEnd; m++ }
       curStart = start
       curEnd = end
     }
   }
-  if (curStart >= 0) { starts[m] = curStart; ends[m] = curEnd; m++ }
+  if (curStart >= 0) { ranges[2 * m] = curStart; ranges[2 * m + 1] = curEnd; m++ }
   if (m === 0) return EMPTY
   const bits = indexBits(m)
-  const min = starts[0] as number
-  const shift = Math.max(0, bitLength32(((ends[m - 1] as number) - min) >>> 0) - bits)
+  const min = ranges[0] as number
+  // With one bucket the shift is moot; 0 keeps it below 32 (a u32 shift count).
+  const shift = bits === 0 ? 0 : Math.max(0, bitLength32(((ranges[2 * m - 1] as number) - min) >>> 0) - bits)
+  const kmax = (1 << bits) - 1
   const block = new Uint32Array(2 * m + (1 << bits) + 1)
-  block.set(starts.subarray(0, m))
-  block.set(ends.subarray(0, m), m)
+  block.set(ranges.subarray(0, 2 * m))
   // index[k] = ranges whose bucket (start - min) >> shift is below k (layout.ts).
   const index = block.subarray(2 * m)
   let k = 0
   for (let i = 0; i < m; i++) {
-    const bucket = Math.floor(((starts[i] as number) - min) / 2 ** shift)
+    const bucket = Math.min((((ranges[2 * i] as number) - min) >>> 0) >>> shift, kmax)
     while (k <= bucket) index[k++] = i
   }
-  while (k < index.length) index[k++] = m
+  index.fill(m, k)
   return { block, n: m, bits, shift, min: Uint32Array.of(min) }
 }
 
+// Addresses in an IPv4 CIDR, by prefix length.
+const SIZE4 = Float64Array.from({ length: 33 }, (_, p) => 2 ** (32 - p))
+
 const EMPTY: CompiledBlock = Object.freeze({ block: new Uint32Array(0), n: 0, bits: 0, shift: 0, min: new Uint32Array(4) })
 
-// ~4 ranges a bucket; one bucket (a plain binary search) for sets that fit a few lines.
+// ~2 ranges a bucket (so a window is ~3 ranges: one or two cache lines); one bucket for
+// sets that fit a line or two anyway.
 function indexBits (n: number): number {
-  return n <= 16 ? 0 : Math.min(IP_INDEX_BITS_MAX, Math.ceil(Math.log2(n / 4)))
+  return n <= 8 ? 0 : Math.min(IP_INDEX_BITS_MAX, Math.ceil(Math.log2(n / 2)))
 }
 
 function bitLength32 (v: number): number {
   return 32 - Math.clz32(v)
 }
 
-// IPv6: 128-bit starts in `w` (4 big-endian words per entry) with `prefix` beside them.
-// Sorted by an LSD radix sort on an index permutation, 8 bits at a time from the low end,
-// skipping digits that are the same in every key (host bits of short prefixes are zero, so
-// /48s sort in 6 passes, not 16); tiny sets use insertion sort.
-function sortV6 (w: Uint32Array, n: number): Uint32Array {
-  let order = new Uint32Array(n)
-  for (let i = 0; i < n; i++) order[i] = i
+// IPv6 entries are records of 5 u32: the start's four big-endian words, then the prefix.
+const REC = 5
+
+// Sorts `n` records by start: an LSD radix sort, 8 bits at a time from the low end, that
+// moves whole records (sequential reads, 256 write streams; gathering through a
+// permutation instead was 3x slower at 1M, every read a cache miss). Digits that are the
+// same in every record are skipped: host bits of short prefixes are zero, so a set of /48s
+// sorts in 6 passes, not 16. Tiny sets use insertion sort. Returns the array holding the
+// result (`recs` or `tmp`).
+function sortV6 (recs: Uint32Array, tmp: Uint32Array, n: number): Uint32Array {
   if (n <= 32) {
+    const r = new Uint32Array(REC)
     for (let i = 1; i < n; i++) {
-      const x = order[i] as number
+      r.set(recs.subarray(REC * i, REC * i + REC))
       let j = i - 1
-      while (j >= 0 && less128(w, x, order[j] as number)) { order[j + 1] = order[j] as number; j-- }
-      order[j + 1] = x
+      while (j >= 0 && lessRec(r, recs, j)) { recs.copyWithin(REC * (j + 1), REC * j, REC * j + REC); j-- }
+      recs.set(r, REC * (j + 1))
     }
-    return order
+    return recs
   }
-  let tmp = new Uint32Array(n)
-  const counts = new Uint32Array(256)
+  // Every digit's histogram in one pass: counts[(word * 4 + byte) * 256 + value].
+  const counts = new Uint32Array(16 * 256)
+  for (let i = 0; i < n; i++) {
+    for (let word = 0; word < 4; word++) {
+      const v = recs[REC * i + word] as number
+      const c = word * 1024
+      counts[c + (v & 255)]++
+      counts[c + 256 + ((v >>> 8) & 255)]++
+      counts[c + 512 + ((v >>> 16) & 255)]++
+      counts[c + 768 + (v >>> 24)]++
+    }
+  }
+  let src = recs
+  let dst = tmp
   for (let word = 3; word >= 0; word--) {
-    let or = 0
-    let and = 0xffffffff
-    for (let i = 0; i < n; i++) { const v = w[i * 4 + word] as number; or |= v; and &= v }
-    const varying = (or ^ and) >>> 0
-    for (let shift = 0; shift < 32; shift += 8) {
-      if (((varying >>> shift) & 255) === 0) continue
-      counts.fill(0)
-      for (let i = 0; i < n; i++) counts[((w[(order[i] as number) * 4 + word] as number) >>> shift) & 255]++
+    for (let byte = 0; byte < 4; byte++) {
+      const c = (word * 4 + byte) * 256
+      // One value holds every record: this digit orders nothing.
+      if (counts[c + (((src[word] as number) >>> (8 * byte)) & 255)] === n) continue
       let sum = 0
-      for (let d = 0; d < 256; d++) { const c = counts[d] as number; counts[d] = sum; sum += c }
+      for (let d = 0; d < 256; d++) { const x = counts[c + d] as number; counts[c + d] = sum; sum += x }
+      const shift = 8 * byte
       for (let i = 0; i < n; i++) {
-        const idx = order[i] as number
-        const d = ((w[idx * 4 + word] as number) >>> shift) & 255
-        tmp[counts[d]++] = idx
+        const at = REC * i
+        const d = ((src[at + word] as number) >>> shift) & 255
+        const to = REC * counts[c + d]!++
+        dst[to] = src[at] as number
+        dst[to + 1] = src[at + 1] as number
+        dst[to + 2] = src[at + 2] as number
+        dst[to + 3] = src[at + 3] as number
+        dst[to + 4] = src[at + 4] as number
       }
-      const t = order; order = tmp; tmp = t
+      const t = src; src = dst; dst = t
     }
   }
-  return order
+  return src
 }
 
-function less128 (w: Uint32Array, a: number, b: number): boolean {
+// Whether record `r` (REC words) has a smaller start than record `j` of `recs`.
+function lessRec (r: Uint32Array, recs: Uint32Array, j: number): boolean {
   for (let k = 0; k < 4; k++) {
-    const x = w[a * 4 + k] as number
-    const y = w[b * 4 + k] as number
+    const x = r[k] as number
+    const y = recs[REC * j + k] as number
     if (x !== y) return x < y
   }
   return false
 }
 
-// Merge scratch: the current range's start (words 0-3) and end (4-7), and the next range's
-// end (8-11), all big-endian.
+// Merge scratch, big-endian words: the current range's start (0-3) and end (4-7), and the
+// next record's end (8-11).
 const cur = new Uint32Array(12)
 
-function compileV6 (w: Uint32Array, prefix: Uint8Array, n: number): CompiledBlock {
-  const order = sortV6(w, n)
-  const out = new Uint32Array(8 * n) // starts at 4i, ends at 4 * (n + i) for now
+function compileV6 (recs: Uint32Array, n: number): CompiledBlock {
+  if (n === 0) return EMPTY
+  const sorted = sortV6(recs, new Uint32Array(REC * n), n)
+  // Merged ranges, big-endian, 8 words each (start, end) for now.
+  const out = new Uint32Array(8 * n)
   let m = 0
-  let open = false
   for (let i = 0; i < n; i++) {
-    const idx = order[i] as number
-    const p = prefix[idx] as number
+    const at = REC * i
+    const p = sorted[at + 4] as number
     for (let k = 0; k < 4; k++) {
       const bits = p - k * 32
       const host = bits >= 32 ? 0 : bits <= 0 ? 0xffffffff : 0xffffffff >>> bits
-      cur[8 + k] = ((w[idx * 4 + k] as number) | host) >>> 0
+      cur[8 + k] = ((sorted[at + k] as number) | host) >>> 0
     }
-    if (open && touches(w, idx)) {
+    if (i > 0 && touches(sorted, at)) {
       if (greater(8, 4)) cur.copyWithin(4, 8, 12)
       continue
     }
-    if (open) emit(out, n, m++)
-    for (let k = 0; k < 4; k++) cur[k] = w[idx * 4 + k] as number
-    cur.copyWithin(4, 8, 12)
-    open = true
+    if (i > 0) emit(out, m++)
+    for (let k = 0; k < 4; k++) {
+      cur[k] = sorted[at + k] as number
+      cur[4 + k] = cur[8 + k] as number
+    }
   }
-  if (open) emit(out, n, m++)
-  if (m === 0) return EMPTY
+  emit(out, m++)
   // The index: buckets of (start - min) >> shift over the 128-bit values.
   const bits = indexBits(m)
   const d = new Uint32Array(4)
-  sub128(out, 4 * (n + m - 1), out, 0, d)
-  const shift = Math.max(0, bitLength128(d) - bits)
-  // Lay out as the data block: m starts, then m ends, each as words w1 w0 w3 w2, then the index.
+  sub128(out, 8 * (m - 1) + 4, out, 0, d)
+  const shift = bits === 0 ? 0 : Math.max(0, bitLength128(d) - bits)
+  const kmax = (1 << bits) - 1
+  // The block: m ranges of 8 words (start, end as w1 w0 w3 w2 each), then the index.
   const block = new Uint32Array(8 * m + (1 << bits) + 1)
-  for (let i = 0; i < m; i++) {
-    toBlock(out, 4 * i, block, 4 * i)
-    toBlock(out, 4 * (n + i), block, 4 * (m + i))
+  for (let i = 0; i < 2 * m; i++) {
+    const j = 4 * i
+    block[j] = out[j + 1] as number
+    block[j + 1] = out[j] as number
+    block[j + 2] = out[j + 3] as number
+    block[j + 3] = out[j + 2] as number
   }
   const index = block.subarray(8 * m)
   let k = 0
   for (let i = 0; i < m; i++) {
-    sub128(out, 4 * i, out, 0, d)
-    const bucket = low32After(d, shift)
+    sub128(out, 8 * i, out, 0, d)
+    const bucket = Math.min(low32After(d, shift), kmax)
     while (k <= bucket) index[k++] = i
   }
-  while (k < index.length) index[k++] = m
+  index.fill(m, k)
   return { block, n: m, bits, shift, min: block.slice(0, 4) }
 }
 
@@ -378,32 +408,24 @@ function bitLength128 (d: Uint32Array): number {
 
 // Bits shift .. shift + 31 of the 128-bit d: (d >> shift) when that is below 2^32.
 function low32After (d: Uint32Array, shift: number): number {
-  const j = shift >>> 5 // word from the low end
+  const j = 3 - (shift >>> 5) // big-endian word holding bit `shift`
   const r = shift & 31
-  const at = (x: number): number => x > 3 ? 0 : d[3 - x] as number
-  return r === 0 ? at(j) : ((at(j) >>> r) | (at(j + 1) << (32 - r))) >>> 0
+  const low = d[j] as number
+  if (r === 0) return low
+  const high = j > 0 ? d[j - 1] as number : 0
+  return ((low >>> r) | (high << (32 - r))) >>> 0
 }
 
-// Big-endian words w0 w1 w2 w3 -> the block's (u64 hi, u64 lo) little-endian: w1 w0 w3 w2.
-function toBlock (from: Uint32Array, i: number, to: Uint32Array, j: number): void {
-  to[j] = from[i + 1] as number
-  to[j + 1] = from[i] as number
-  to[j + 2] = from[i + 3] as number
-  to[j + 3] = from[i + 2] as number
+function emit (out: Uint32Array, m: number): void {
+  for (let k = 0; k < 8; k++) out[8 * m + k] = cur[k] as number
 }
 
-function emit (out: Uint32Array, n: number, i: number): void {
-  for (let k = 0; k < 4; k++) {
-    out[4 * i + k] = cur[k] as number
-    out[4 * (n + i) + k] = cur[4 + k] as number
-  }
-}
-
-// Whether the entry's start (sorted, so >= the current start) is <= current end + 1.
-function touches (w: Uint32Array, idx: number): boolean {
+// Whether the record at recs[at] starts (sorted, so >= the current start) at or before
+// the current end + 1.
+function touches (recs: Uint32Array, at: number): boolean {
   // start <= end: overlap.
   for (let k = 0; k < 4; k++) {
-    const s = w[idx * 4 + k] as number
+    const s = recs[at + k] as number
     const e = cur[4 + k] as number
     if (s !== e) {
       if (s < e) return true
@@ -416,7 +438,7 @@ function touches (w: Uint32Array, idx: number): boolean {
   for (let k = 3; k >= 0; k--) {
     const sum = (cur[4 + k] as number) + carry
     carry = sum >= TWO32 ? 1 : 0
-    if ((w[idx * 4 + k] as number) !== sum % TWO32) return false
+    if ((recs[at + k] as number) !== sum % TWO32) return false
   }
   return carry === 0
 }
@@ -458,11 +480,10 @@ export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
   for (let s = 0; s < sets.length; s++) {
     const set = sets[s]
     if (!Array.isArray(set)) throw new TypeError(`IP set ${s} must be an array of CIDRs`)
-    // Two passes over the set: parse into exact-size arrays without growing anything.
+    // One pass: parse into arrays sized for the whole set (no growing, no object per CIDR).
     const len = set.length
     const keys4 = new Float64Array(len)
-    const words6 = new Uint32Array(4 * len)
-    const prefix6 = new Uint8Array(len)
+    const recs6 = new Uint32Array(REC * len)
     let n4 = 0
     let n6 = 0
     for (let i = 0; i < len; i++) {
@@ -471,11 +492,15 @@ export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
       if (r >>> 8 === V4) {
         keys4[n4++] = (fw[0] as number) * 64 + prefix
       } else {
-        words6.set(fw, 4 * n6)
-        prefix6[n6++] = prefix
+        const at = REC * n6++
+        recs6[at] = fw[0] as number
+        recs6[at + 1] = fw[1] as number
+        recs6[at + 2] = fw[2] as number
+        recs6[at + 3] = fw[3] as number
+        recs6[at + 4] = prefix
       }
     }
-    const c: CompiledSet = { v4: compileV4(keys4.subarray(0, n4)), v6: compileV6(words6, prefix6, n6) }
+    const c: CompiledSet = { v4: compileV4(keys4.subarray(0, n4)), v6: compileV6(recs6, n6) }
     compiled.push(c)
     v4Ranges += c.v4.n
     v6Ranges += c.v6.n
@@ -490,7 +515,7 @@ export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
       `IP sets do not fit a table region: after merging they hold ${v4Ranges} IPv4 ranges (${IP_V4_RANGE_BYTES} bytes each) ` +
       `and ${v6Ranges} IPv6 ranges (${IP_V6_RANGE_BYTES} bytes each), ${mib(bytes)} MiB with their indexes; a region ` +
       `holds ${mib(IP_DATA_BYTES)} MiB: about ${fits(IP_V4_RANGE_BYTES)} IPv4 ranges, or ${fits(IP_V6_RANGE_BYTES)} IPv6 ` +
-      `ranges, or a mix (${IP_V4_RANGE_BYTES} bytes per IPv4 range, ${IP_V6_RANGE_BYTES} per IPv6 range, ~1 byte per range of index)`)
+      `ranges in one set, or a mix (${IP_V4_RANGE_BYTES} bytes per IPv4 range, ${IP_V6_RANGE_BYTES} per IPv6 range, 2-4 per range of index)`)
   }
   return Object.freeze({ [kCompiled]: compiled, sets: compiled.length, v4Ranges, v6Ranges, bytes })
 }
@@ -541,8 +566,8 @@ export function writeIpTable (memory: WebAssembly.Memory, region: IpRegion, sets
   if (compiled === undefined) throw new TypeError('expected IP sets or the result of compileIpSets()')
   const base = ipRegionOffset(region)
   const w = (offset: number): number => (base + offset) >>> 2
-  // An empty directory first: a reader that was wrongly pinned here traps (unknown set)
-  // rather than finding a directory that points into blocks being overwritten.
+  // Set count 0 and an empty directory first, the count last: the protocol keeps readers
+  // off this region anyway; this only makes a half-done write look empty, not half-valid.
   u32[w(IP_SET_COUNT_FIELD)] = 0
   u32.fill(0, w(IP_DIR_OFFSET), w(IP_DIR_OFFSET + IP_SETS_MAX * IP_DIR_ENTRY_BYTES))
   let at = IP_DATA_OFFSET
