@@ -7,5 +7,6 @@
 export const builtinPlugins: Readonly<Record<string, string>> = Object.freeze({
   'request-id': new URL('./request-id/index.js', import.meta.url).href,
   'access-log': new URL('./access-log/index.js', import.meta.url).href,
-  'ip-filter': new URL('./ip-filter/index.js', import.meta.url).href
+  'ip-filter': new URL('./ip-filter/index.js', import.meta.url).href,
+  'rate-limit': new URL('./rate-limit/index.js', import.meta.url).href
 })

@@ -27,8 +27,21 @@ export interface HotPath {
   setGeneration(n: number): void
   /** The header's flag bits (atomic load, in WASM). */
   flags(): number
-  /** Atomically adds `delta` to counter entry `slot`'s count and returns the count before the add. */
-  counterAdd(slot: number, delta: number): number
+  /**
+   * One rate-limit hit on the fixed-window counter of the 64-bit key hash keyHi:keyLo (u32s)
+   * at `now` (ms). Result: >= 0 admitted (that many remaining), < 0 rejected (-result is the
+   * retry-after in ms), -Infinity no room in the table. Use src/rate-limit/counters.ts;
+   * wasm/assembly/rate-limit.ts has the details.
+   */
+  rateLimitFixedWindow(keyLo: number, keyHi: number, now: number, windowMs: number, limit: number): number
+  /** As rateLimitFixedWindow, for the sliding-window (two-window estimate) counter. */
+  rateLimitSlidingWindow(keyLo: number, keyHi: number, now: number, windowMs: number, limit: number): number
+  /** As rateLimitFixedWindow, for a GCRA counter: emission interval in ticks of 2^-22 ms, and burst. */
+  rateLimitGcra(keyLo: number, keyHi: number, now: number, intervalTicks: number, burst: number): number
+  /** Gives back one hit admitted at this `now` (algorithm 1 fixed, 2 sliding, 3 gcra; param: windowMs or interval ticks): 1 if it did, else 0. */
+  rateLimitRefund(algorithm: number, keyLo: number, keyHi: number, now: number, param: number): number
+  /** The process's rate-limit hash seed: sets it to `candidate` (a random u32) if still unset; returns it. */
+  rateLimitSeed(candidate: number): number
   /** Whether IPv4 `ip` (u32) is in IP set `set` of table `region` (0 = A, 1 = B); throws for an unknown region or set. Use src/ip/matcher.ts. */
   ipContains4(region: number, set: number, ip: number): boolean
   /** Whether IPv6 w0:w1:w2:w3 (big-endian u32 words) is in IP set `set` of table `region`; throws for an unknown region or set. */
@@ -42,7 +55,11 @@ interface HotPathExports {
   generation(): number
   setGeneration(g: number): void
   flags(): number
-  counterAdd(slot: number, delta: number): number
+  rateLimitFixedWindow(keyLo: number, keyHi: number, now: number, windowMs: number, limit: number): number
+  rateLimitSlidingWindow(keyLo: number, keyHi: number, now: number, windowMs: number, limit: number): number
+  rateLimitGcra(keyLo: number, keyHi: number, now: number, intervalTicks: number, burst: number): number
+  rateLimitRefund(algorithm: number, keyLo: number, keyHi: number, now: number, param: number): number
+  rateLimitSeed(candidate: number): number
   ipContains4(region: number, set: number, ip: number): number
   ipContains6(region: number, set: number, w0: number, w1: number, w2: number, w3: number): number
 }
@@ -187,7 +204,13 @@ export async function loadHotPath (memory: WebAssembly.Memory): Promise<HotPath>
       ex.setGeneration(n)
     },
     flags: () => ex.flags() >>> 0,
-    counterAdd: (slot: number, delta: number) => ex.counterAdd(slot, delta) >>> 0,
+    // Called on every request: the exports themselves, no wrapper (they return f64s, and
+    // take u32s, which JS numbers up to 2^32 - 1 pass as).
+    rateLimitFixedWindow: ex.rateLimitFixedWindow,
+    rateLimitSlidingWindow: ex.rateLimitSlidingWindow,
+    rateLimitGcra: ex.rateLimitGcra,
+    rateLimitRefund: ex.rateLimitRefund,
+    rateLimitSeed: (candidate: number) => ex.rateLimitSeed(candidate) >>> 0,
     ipContains4: (region: number, set: number, ip: number) => ex.ipContains4(region, set, ip) !== 0,
     ipContains6: (region: number, set: number, w0: number, w1: number, w2: number, w3: number) =>
       ex.ipContains6(region, set, w0, w1, w2, w3) !== 0

@@ -1,16 +1,14 @@
 import t from 'tap'
-import { once } from 'node:events'
 import { cpSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
-import { Worker } from 'node:worker_threads'
 import { createSharedMemory, loadHotPath, readGeneration, setGeneration } from '../src/shared-memory.js'
 import * as layout from '../wasm/layout.js'
 
 const {
   PAGE_BYTES, MEMORY_BYTES, MEMORY_PAGES, HEADER_OFFSET, HEADER_BYTES, HEADER_FIELD_BYTES,
   HDR_MAGIC, HDR_FLAGS, HDR_GENERATION, COUNTER_TABLE_OFFSET, COUNTER_ENTRY_BYTES,
-  COUNTER_ENTRIES, COUNTER_COUNT_FIELD, LAYOUT_VERSION, MAGIC, STATIC_OFFSET
+  COUNTER_ENTRIES, COUNTER_KEY_FIELD, COUNTER_STATE_FIELD, LAYOUT_VERSION, MAGIC, STATIC_OFFSET
 } = layout
 
 const repo = (p: string): string => fileURLToPath(new URL(`../${p}`, import.meta.url))
@@ -20,8 +18,8 @@ const abort = (): never => { throw new Error('abort') }
 function u32 (memory: WebAssembly.Memory, offset: number): number {
   return Atomics.load(new Uint32Array(memory.buffer), offset >>> 2)
 }
-function countOf (memory: WebAssembly.Memory, slot: number): number {
-  return u32(memory, COUNTER_TABLE_OFFSET + slot * COUNTER_ENTRY_BYTES + COUNTER_COUNT_FIELD)
+function u64 (memory: WebAssembly.Memory, offset: number): bigint {
+  return Atomics.load(new BigUint64Array(memory.buffer), offset / 8)
 }
 
 t.test('layout', async t => {
@@ -47,15 +45,16 @@ t.test('layout', async t => {
   t.equal(MEMORY_PAGES, MEMORY_BYTES / PAGE_BYTES)
   t.ok(MEMORY_BYTES <= 512 * 1024 * 1024, 'memory is at most 512 MiB')
 
-  const header = [HDR_MAGIC, layout.HDR_LAYOUT_VERSION, HDR_GENERATION, HDR_FLAGS, layout.HDR_IP_LIVE, layout.HDR_RESERVED]
+  const header = [HDR_MAGIC, layout.HDR_LAYOUT_VERSION, HDR_GENERATION, HDR_FLAGS, layout.HDR_IP_LIVE, layout.HDR_HASH_SEED, layout.HDR_RESERVED]
   t.equal(new Set(header).size, header.length, 'header fields are distinct')
   for (const f of header) t.ok(f % 4 === 0 && f >= HEADER_OFFSET && f + 4 <= HEADER_OFFSET + HEADER_FIELD_BYTES, `header field at ${f} is an aligned word inside the header`)
   t.ok(HEADER_FIELD_BYTES <= HEADER_BYTES)
 
-  const fields = [layout.COUNTER_KEY_LO_FIELD, layout.COUNTER_KEY_HI_FIELD, layout.COUNTER_WINDOW_FIELD, COUNTER_COUNT_FIELD,
-    layout.COUNTER_PREV_COUNT_FIELD, layout.COUNTER_STATE_FIELD, layout.COUNTER_POLICY_FIELD]
+  const fields = [COUNTER_KEY_FIELD, COUNTER_STATE_FIELD]
   t.equal(new Set(fields).size, fields.length, 'counter fields are distinct')
-  for (const f of fields) t.ok(f % 4 === 0 && f + 4 <= COUNTER_ENTRY_BYTES, `counter field at ${f} is an aligned word inside the entry`)
+  // Both are u64s updated by i64 atomics, which must be 8-byte aligned.
+  for (const f of fields) t.ok(f % 8 === 0 && f + 8 <= COUNTER_ENTRY_BYTES, `counter field at ${f} is an aligned u64 inside the entry`)
+  t.equal(COUNTER_TABLE_OFFSET % 8, 0)
   t.equal(64 % COUNTER_ENTRY_BYTES, 0, 'entries do not straddle cache lines')
   t.equal(COUNTER_ENTRIES & (COUNTER_ENTRIES - 1), 0, 'entry count is a power of two')
   t.equal(layout.COUNTER_TABLE_BYTES, COUNTER_ENTRIES * COUNTER_ENTRY_BYTES)
@@ -81,7 +80,8 @@ t.test('the built module', async t => {
     { module: 'env', name: 'memory', kind: 'memory' }
   ])
   t.same(WebAssembly.Module.exports(module).map(e => e.name).sort(),
-    ['counterAdd', 'flags', 'generation', 'layoutVersion', 'setGeneration', 'staticDataEnd'])
+    ['flags', 'generation', 'ipContains4', 'ipContains6', 'layoutVersion', 'rateLimitFixedWindow',
+      'rateLimitGcra', 'rateLimitRefund', 'rateLimitSeed', 'rateLimitSlidingWindow', 'setGeneration', 'staticDataEnd'])
 
   const memory = createSharedMemory()
   setGeneration(memory, 42)
@@ -126,19 +126,23 @@ t.test('JS and WASM see the same header words', async t => {
   t.equal(hot.flags(), 0x80000001)
 })
 
-t.test('counterAdd', async t => {
+t.test('rate-limit counters live at the layout offsets', async t => {
   const memory = createSharedMemory()
   const hot = await loadHotPath(memory)
-  t.equal(hot.counterAdd(5, 3), 0, 'returns the count before the add')
-  t.equal(hot.counterAdd(5, 3), 3)
-  t.equal(countOf(memory, 5), 6, 'JS reads the count word at the layout offset')
-  t.equal(countOf(memory, 4) + countOf(memory, 6), 0, 'neighbours untouched')
-  const entry = COUNTER_TABLE_OFFSET + 5 * COUNTER_ENTRY_BYTES
-  t.same([...new Uint32Array(memory.buffer, entry, COUNTER_ENTRY_BYTES / 4)], [0, 0, 0, 6, 0, 0, 0, 0], 'only the count word')
-  t.equal(hot.counterAdd(COUNTER_ENTRIES - 1, 1), 0, 'the last slot is inside the memory')
-  t.throws(() => hot.counterAdd(COUNTER_ENTRIES, 1), { message: /counter slot out of range \(wasm\/assembly\/index\.ts:\d+:\d+\)/ })
-  // 2^27 * 32 wraps to address 0: the bound check, not the memory's end, must stop it.
-  t.throws(() => hot.counterAdd(2 ** 27, 1), { message: /counter slot out of range/ })
+  // The home slot is the key's low bits; the last slot checks the table's end.
+  for (const slot of [5, COUNTER_ENTRIES - 1]) {
+    const now = 1_700_000_000_500
+    t.equal(hot.rateLimitFixedWindow(slot, 0x1234, now, 1000, 3), 2, 'admitted, 2 remaining')
+    const entry = COUNTER_TABLE_OFFSET + slot * COUNTER_ENTRY_BYTES
+    t.equal(u64(memory, entry + COUNTER_KEY_FIELD), (0x1234n << 32n) | BigInt(slot), 'key word: hi:lo')
+    t.equal(u64(memory, entry + COUNTER_STATE_FIELD), (1_700_000_001_000n << 22n) | 1n, 'state word: window end << 22 | count')
+  }
+  t.equal(u64(memory, COUNTER_TABLE_OFFSET + 4 * COUNTER_ENTRY_BYTES) + u64(memory, COUNTER_TABLE_OFFSET + 6 * COUNTER_ENTRY_BYTES), 0n, 'neighbours untouched')
+  t.equal(hot.rateLimitSeed(0), 1, 'seed: an unset seed takes the candidate (0 becomes 1)')
+  t.equal(hot.rateLimitSeed(99), 1, 'seed: then it stays')
+  t.equal(u32(memory, layout.HDR_HASH_SEED), 1)
+  t.throws(() => hot.rateLimitFixedWindow(1, 1, Number.NaN, 1000, 3), { message: /now must be ms from 0 to 4e12 \(wasm\/assembly\/rate-limit\.ts:\d+:\d+\)/ })
+  t.throws(() => hot.rateLimitFixedWindow(1, 1, 0, 0, 3), { message: /bad window, limit, interval or burst/ })
 })
 
 t.test('loadHotPath refuses a memory it cannot use', async t => {
@@ -185,7 +189,7 @@ t.test('compiled loader: missing or stale .wasm says to run npm run build', asyn
   await t.rejects(missing.loadHotPath(memory), { code: 'GW_ERR_WASM', message: /wasm\/build\/tollgate\.wasm is missing; run `npm run build`/ })
   // The failure is not cached: once the file is there, the next call loads it.
   cpSync(wasmPath, builtWasm)
-  t.equal((await missing.loadHotPath(memory)).counterAdd(0, 1), 0)
+  t.equal((await missing.loadHotPath(memory)).generation(), 0)
 
   writeFileSync(builtWasm, staleWasm(MEMORY_PAGES, LAYOUT_VERSION + 1))
   await t.rejects((await load('version')).loadHotPath(memory),
@@ -193,25 +197,4 @@ t.test('compiled loader: missing or stale .wasm says to run npm run build', asyn
 
   writeFileSync(builtWasm, staleWasm(MEMORY_PAGES - 1, LAYOUT_VERSION))
   await t.rejects((await load('size')).loadHotPath(memory), { code: 'GW_ERR_WASM', message: /does not fit this layout .*; run `npm run build`/ })
-})
-
-t.test('4 worker threads x 100,000 counterAdd on one memory', async t => {
-  const threads = 4
-  const adds = 100_000
-  const slot = 12345
-  const memory = createSharedMemory()
-  setGeneration(memory, 41)
-  const gate = new Int32Array(new SharedArrayBuffer(4))
-  const fixture = new URL('./fixtures/counter-worker.mjs', import.meta.url)
-  // execArgv: [] keeps tap's TypeScript loader out of the workers: the fixture is plain .mjs.
-  const workers = Array.from({ length: threads }, () => new Worker(fixture, { workerData: { memory, gate, slot, adds }, execArgv: [] }))
-  t.teardown(() => Promise.all(workers.map(w => w.terminate())))
-
-  const ready = await Promise.all(workers.map(w => once(w, 'message')))
-  t.same(ready.map(([m]) => m), Array(threads).fill({ type: 'ready', generation: 41 }), 'each worker reads the generation set in main')
-  const exits = workers.map(w => once(w, 'exit'))
-  Atomics.store(gate, 0, 1)
-  Atomics.notify(gate, 0)
-  t.same((await Promise.all(exits)).map(([code]) => code), Array(threads).fill(0))
-  t.equal(countOf(memory, slot), threads * adds)
 })

@@ -23,7 +23,7 @@
 //   0x0402_0000 +--------------------------------+
 //               | IP TABLE B                     |  64 MiB  (HDR_IP_LIVE says which is live)
 //   0x0802_0000 +--------------------------------+
-//               | COUNTERS: 2^20 x 32-byte       |  32 MiB
+//               | COUNTERS: 2^21 x 16-byte       |  32 MiB
 //               |   entries, open addressing     |
 //   0x0A02_0000 +--------------------------------+  = MEMORY_BYTES (160 MiB + 128 KiB)
 //
@@ -51,7 +51,7 @@
 export const PAGE_BYTES = 65536
 
 /** Layout version: bump on any change to this file; the WASM module and JS must agree. */
-export const LAYOUT_VERSION = 1
+export const LAYOUT_VERSION = 2
 
 /** "TOLL" (bytes 54 4f 4c 4c) read as a little-endian u32: marks a memory made by createSharedMemory(). */
 export const MAGIC = 0x4c4c4f54
@@ -79,8 +79,14 @@ export const HDR_GENERATION = HEADER_OFFSET + 8
 export const HDR_FLAGS = HEADER_OFFSET + 12
 /** u32 which IP table is live: IP_TABLE_LIVE_A or IP_TABLE_LIVE_B. */
 export const HDR_IP_LIVE = HEADER_OFFSET + 16
+/**
+ * u32 seed of the rate-limit key hash (src/rate-limit/hash.ts): 0 until the first
+ * RateLimitCounters on the memory sets a random one with one cmpxchg (rateLimitSeed in
+ * wasm/assembly/rate-limit.ts); then the same for every thread of the process.
+ */
+export const HDR_HASH_SEED = HEADER_OFFSET + 20
 /** First of the reserved u32 words (zero), up to HEADER_OFFSET + HEADER_FIELD_BYTES. */
-export const HDR_RESERVED = HEADER_OFFSET + 20
+export const HDR_RESERVED = HEADER_OFFSET + 24
 /** Bytes of named header fields and reserved words: 16 u32 words. */
 export const HEADER_FIELD_BYTES = 64
 
@@ -112,70 +118,77 @@ export const IP_TABLE_LIVE_B = 1
 // index in the directory (its set id).
 //
 //   +0       +----------------------------------------------------------------------+
-//            | region header (IP_REGION_HEADER_BYTES), u32 words:                  |
-//            |   IP_SET_COUNT_FIELD   sets in the directory; 0 = nothing written     |
-//            |   IP_V4_TOTAL_FIELD    IPv4 ranges in all sets (after merging)        |
-//            |   IP_V6_TOTAL_FIELD    IPv6 ranges in all sets (after merging)        |
-//            |   IP_DATA_END_FIELD    first byte past the last data block            |
+//            | region header (IP_REGION_HEADER_BYTES), u32 words:                   |
+//            |   IP_SET_COUNT_FIELD   sets in the directory; 0 = nothing written    |
+//            |   IP_V4_TOTAL_FIELD    IPv4 ranges in all sets (after merging)       |
+//            |   IP_V6_TOTAL_FIELD    IPv6 ranges in all sets (after merging)       |
+//            |   IP_DATA_END_FIELD    first byte past the last data block           |
 //            |   rest reserved (zero)                                               |
 //   +64      +----------------------------------------------------------------------+
-//            | directory: IP_SETS_MAX entries of IP_DIR_ENTRY_BYTES (64 = one cache  |
+//            | directory: IP_SETS_MAX entries of IP_DIR_ENTRY_BYTES (64 = one cache |
 //            | line, so one miss fetches all a lookup needs to find its window):    |
 //            |   set s at IP_DIR_OFFSET + s * IP_DIR_ENTRY_BYTES                    |
-//            |   +0  IP_DIR_V4_AT_FIELD     u32  byte offset of the v4 block         |
-//            |   +4  IP_DIR_V4_COUNT_FIELD  u32  n4 ranges (0: no IPv4 in the set)   |
-//            |   +8  IP_DIR_V4_BITS_FIELD   u32  b4: the index has 2^b4 buckets      |
-//            |   +12 IP_DIR_V4_SHIFT_FIELD  u32  s4: bucket = (ip - min4) >> s4      |
-//            |   +16 IP_DIR_V4_MIN_FIELD    u32  min4 = start[0]                     |
+//            |   +0  IP_DIR_V4_AT_FIELD     u32  byte offset of the v4 block        |
+//            |   +4  IP_DIR_V4_COUNT_FIELD  u32  n4 ranges (0: no IPv4 in the set)  |
+//            |   +8  IP_DIR_V4_BITS_FIELD   u32  b4: the index has 2^b4 buckets     |
+//            |   +12 IP_DIR_V4_SHIFT_FIELD  u32  s4: bucket = (ip - min4) >> s4     |
+//            |   +16 IP_DIR_V4_MIN_FIELD    u32  min4 = start[0]                    |
 //            |   +20 reserved (12 bytes)                                            |
-//            |   +32 IP_DIR_V6_AT_FIELD     u32  byte offset of the v6 block         |
-//            |   +36 IP_DIR_V6_COUNT_FIELD  u32  n6                                  |
-//            |   +40 IP_DIR_V6_BITS_FIELD   u32  b6                                  |
-//            |   +44 IP_DIR_V6_SHIFT_FIELD  u32  s6 (0..127, on 128-bit values)      |
-//            |   +48 IP_DIR_V6_MIN_FIELD    16 bytes: min6 = start[0], as below      |
-//   +IP_DATA_OFFSET ---------------------------------------------------------------+
-//            | data: one v4 and one v6 block per set that has such ranges, each    |
+//            |   +32 IP_DIR_V6_AT_FIELD     u32  byte offset of the v6 block        |
+//            |   +36 IP_DIR_V6_COUNT_FIELD  u32  n6                                 |
+//            |   +40 IP_DIR_V6_BITS_FIELD   u32  b6                                 |
+//            |   +44 IP_DIR_V6_SHIFT_FIELD  u32  s6 (0..127, on 128-bit values)     |
+//            |   +48 IP_DIR_V6_MIN_FIELD    16 bytes: min6 = start[0], as below     |
+//   +IP_DATA_OFFSET +---------------------------------------------------------------+
+//            | data: one v4 and one v6 block per set that has such ranges, each     |
 //            | starting on an IP_BLOCK_ALIGN (64-byte) line                         |
 //            |                                                                      |
-//            |  v4 block:  start[0 .. n4-1]        u32 each                         |
-//            |             end[0 .. n4-1]          u32 each                         |
-//            |             index[0 .. 2^b4]        u32 each (2^b4 + 1 entries)      |
+//            |  v4 block:  range[0 .. n4-1]   IP_V4_RANGE_BYTES (8) each:           |
+//            |               +0 start u32, +4 end u32                               |
+//            |             index[0 .. 2^b4]   u32 each (2^b4 + 1 entries)           |
 //            |                                                                      |
-//            |  v6 block:  start[0 .. n6-1]        16 bytes each: u64 hi, u64 lo    |
-//            |             end[0 .. n6-1]          16 bytes each: u64 hi, u64 lo    |
-//            |             index[0 .. 2^b6]        u32 each                         |
+//            |  v6 block:  range[0 .. n6-1]   IP_V6_RANGE_BYTES (32) each:          |
+//            |               +0 start hi u64, +8 start lo u64,                      |
+//            |               +16 end hi u64,  +24 end lo u64                        |
+//            |             index[0 .. 2^b6]   u32 each                              |
 //            |   (hi = address bits 127..64, lo = bits 63..0, each a little-endian  |
 //            |    u64, so one i64.load reads it; as u32 words: w1 w0 w3 w2)         |
-//   +IP_DATA_END_FIELD ... IP_TABLE_BYTES: unused                                   |
+//            |  ... up to IP_DATA_END_FIELD; from there to IP_TABLE_BYTES unused    |
 //            +----------------------------------------------------------------------+
 //
 // Ranges are inclusive [start, end] address intervals. In a block they are sorted by start,
 // disjoint and not adjacent: overlapping and touching CIDRs are merged when the table is
 // compiled (end[i] + 1 < start[i + 1]). So "ip is in the set" is "the last range with
-// start <= ip has ip <= end": a binary search over the starts, then one load of its end.
+// start <= ip has ip <= end": a binary search over the starts, then a look at that end,
+// which sits beside its start, in the same cache line.
 //
-// The index narrows that search to a few ranges, because a plain binary search over 1M
-// starts takes ~20 dependent loads, the last several of them cache misses (measured here:
-// ~350 ns a lookup at 1M IPv4 ranges, against ~60 ns with the index). Bucket k covers the
-// addresses [min + k << s, min + (k + 1) << s); index[k] = how many ranges start below
-// min + k << s (index[0] = 0, index[2^b] = n). The range holding ip, if any, is the last
-// one with start <= ip, so it is among index[k] - 1 .. index[k + 1] - 1, where k is ip's
-// bucket, clamped to 0 .. 2^b - 1 (an ip below min wraps around to a huge bucket and
-// clamps: still correct, since no range then passes the final start <= ip check). The
-// writer picks b for ~4 ranges a bucket (b = 0, one bucket, for tiny sets; at most
-// IP_INDEX_BITS_MAX) and s as the least shift with (end[n-1] - min) >> s < 2^b, so buckets
-// span the set's own addresses, not the whole family: 10k IPv6 /48s inside one /32 spread
-// over all buckets instead of sharing one. Still O(log n) for a skewed set: a crowded bucket
-// is just a longer window for the binary search.
+// The index narrows the search to a few ranges. A lookup is bounded by dependent cache
+// misses, not instructions: a plain binary search over 1M ranges is ~20 dependent loads,
+// the last several of them misses, while directory -> index -> one or two lines of ranges
+// is two or three (measured here, 1M IPv4 ranges, WASM alone: 150-350 ns before the
+// index, 35-105 ns with it; the spread is whatever else the machine was running).
+//
+// Bucket k covers the addresses [min + k << s, min + (k + 1) << s); index[k] = how many
+// ranges start below min + k << s (index[0] = 0, index[2^b] = n). The range holding ip,
+// if any, is the last one with start <= ip, so it is among ranges
+// index[k] - 1 .. index[k + 1] - 1, where k is ip's bucket, clamped to 0 .. 2^b - 1 (an
+// ip below min wraps around to a huge bucket and clamps: still correct, since no range
+// then passes the final start <= ip check). The writer picks b for ~2 ranges a bucket
+// (b = 0, one bucket, for sets of up to 8 ranges; at most IP_INDEX_BITS_MAX) and s as the
+// least shift with (end[n-1] - min) >> s < 2^b, so buckets span the set's own addresses,
+// not the whole family: 10k IPv6 /48s inside one /32 spread over all buckets instead of
+// sharing one. Still O(log n) for a skewed set: a crowded bucket is just a longer window
+// for the binary search.
 //
 // IPv4 and IPv6 live in separate blocks and never match each other: 0.0.0.0/0 is all of
 // IPv4 only, ::/0 all of IPv6 only. IPv4-mapped (::ffff:a.b.c.d) and dotted IPv4-compatible
 // (::a.b.c.d) addresses and CIDRs are IPv4, both in the table and at lookup (src/ip/parse.ts).
 //
 // Capacity: the data area (IP_DATA_BYTES, just under 64 MiB) takes 8 bytes per IPv4 range
-// and 32 per IPv6 range, plus at most 4 * 2^IP_INDEX_BITS_MAX + 4 bytes (~1 byte a range) of
-// index and 126 bytes of line padding per set: e.g. 7.5M IPv4 ranges, or 2M IPv6 ranges, or
-// 1M of each.
+// and 32 per IPv6 range, plus 2-4 bytes a range of index (at most 4 * 2^IP_INDEX_BITS_MAX
+// + 4 bytes a block) and up to 126 bytes of line padding per set: one set of 7.8M IPv4 or
+// 1.95M IPv6 ranges; at worst (many sets of just over 2^k ranges) 5.5M IPv4 or 1.85M IPv6;
+// 1M IPv4 + 1M IPv6 ranges take 42 MiB.
 
 /** Bytes of each IP table. */
 export const IP_TABLE_BYTES = 64 * 1024 * 1024
@@ -225,51 +238,51 @@ export const IP_DATA_OFFSET = IP_DIR_OFFSET + IP_SETS_MAX * IP_DIR_ENTRY_BYTES
 export const IP_DATA_BYTES = IP_TABLE_BYTES - IP_DATA_OFFSET
 /** Alignment of each data block: a cache line. */
 export const IP_BLOCK_ALIGN = 64
-/** Bytes per IPv4 range: u32 start + u32 end. */
+/** Bytes per IPv4 range: u32 start, u32 end. */
 export const IP_V4_RANGE_BYTES = 8
-/** Bytes per IPv6 range: 16-byte start + 16-byte end. */
+/** Bytes per IPv6 range: 16-byte start, 16-byte end. */
 export const IP_V6_RANGE_BYTES = 32
-/** Most index bits: 2^16 buckets, a 256 KiB index. */
-export const IP_INDEX_BITS_MAX = 16
+/** Offset of a range's end in an IPv4 range. */
+export const IP_V4_END_FIELD = 4
+/** Offset of a range's end in an IPv6 range. */
+export const IP_V6_END_FIELD = 16
+/** Most index bits: 2^20 buckets, a 4 MiB index (for sets of over 1M ranges). */
+export const IP_INDEX_BITS_MAX = 20
 /** Bytes per index entry (u32). */
 export const IP_INDEX_ENTRY_BYTES = 4
 
 /* ---------------- rate-limit counters: open-addressed hash table ---------------- */
-// Planned entry format (32 bytes, 8 u32 words, two entries per 64-byte cache line):
-//   +0  key hash, low  u32 \  64-bit hash of policy id + client key; 0 means an empty slot
-//   +4  key hash, high u32 /  (a key hashing to 0 is remapped). Linear probing on the low bits.
-//   +8  window start   u32    coarse-clock tick the current window began at
-//   +12 count          u32    requests in the current window: atomic.add, admitted if old < L
-//   +16 previous count u32    the previous window's count, for sliding-window estimates
-//   +20 state          u32    empty / claiming / live / tombstone; a slot is claimed by cmpxchg
-//   +24 policy tag     u32    fingerprint of the policy config, so a counter survives an update
-//                              that leaves its policy unchanged and is reset otherwise
-//   +28 reserved       u32
-// Only COUNTER_COUNT_FIELD is used so far (counterAdd); the next issue may reshape the rest.
-// 2^20 entries = 32 MiB: a million distinct (policy, client) keys live at once.
+// Entry format (16 bytes, two little-endian u64 words, four entries per 64-byte cache line):
+//   +0  key    u64  64-bit hash of (policy id, algorithm, window, client key), seeded per
+//                   process (HDR_HASH_SEED); 0 = never used, 1 = tombstone. Real keys have a
+//                   non-zero high word, so they are never 0 or 1.
+//   +8  state  u64  the counter, written only by i64 cmpxchg/store: a time in ticks of 2^-22
+//                   ms at which it expires (window end << 22 | count, or a GCRA TAT), or one
+//                   of two sentinels at the top (LOCKED, KILLED) while a slot changes owner.
+// wasm/assembly/rate-limit.ts has the encodings and the lock-free claim protocol.
+// Linear probing from (key & (COUNTER_ENTRIES - 1)), over at most COUNTER_PROBE_LIMIT slots;
+// a key that finds no free or expired slot there gets the "table full" result, and the
+// policy's configured behaviour applies (deny, or allow and count).
+// SIZE: for now the entry count is this layout constant, not a config setting: 2^21 entries
+// (32 MiB) hold ~2M live counters (a sliding-window client takes two). Making it a setting
+// means sizing the memory at startup instead of from this file.
 
 /** Bytes per counter entry. */
-export const COUNTER_ENTRY_BYTES = 32
+export const COUNTER_ENTRY_BYTES = 16
 /** Number of counter entries (a power of two, for masking the hash). */
-export const COUNTER_ENTRIES = 1 << 20
+export const COUNTER_ENTRIES = 1 << 21
 /** Bytes of the counter table. */
 export const COUNTER_TABLE_BYTES = COUNTER_ENTRY_BYTES * COUNTER_ENTRIES
 /** Start of the counter table. */
 export const COUNTER_TABLE_OFFSET = IP_TABLE_B_OFFSET + IP_TABLE_BYTES
-/** Entry field: key hash, low word. */
-export const COUNTER_KEY_LO_FIELD = 0
-/** Entry field: key hash, high word. */
-export const COUNTER_KEY_HI_FIELD = 4
-/** Entry field: window start. */
-export const COUNTER_WINDOW_FIELD = 8
-/** Entry field: count in the current window (the word counterAdd updates). */
-export const COUNTER_COUNT_FIELD = 12
-/** Entry field: count in the previous window. */
-export const COUNTER_PREV_COUNT_FIELD = 16
-/** Entry field: slot state. */
-export const COUNTER_STATE_FIELD = 20
-/** Entry field: policy tag. */
-export const COUNTER_POLICY_FIELD = 24
+/** Entry field: u64 key hash (low word first). */
+export const COUNTER_KEY_FIELD = 0
+/** Entry field: u64 state. */
+export const COUNTER_STATE_FIELD = 8
+/** Most slots a key's probe sequence visits from its home slot; past them, "table full". */
+export const COUNTER_PROBE_LIMIT = 32
+/** An expired counter may go to another key only this long (ms) after it expired. */
+export const COUNTER_RECLAIM_GRACE_MS = 1000
 
 /* ---------------- the whole memory ---------------- */
 

@@ -5,16 +5,10 @@
 import {
   LAYOUT_VERSION,
   HDR_GENERATION,
-  HDR_FLAGS,
-  COUNTER_TABLE_OFFSET,
-  COUNTER_ENTRY_BYTES,
-  COUNTER_ENTRIES,
-  COUNTER_COUNT_FIELD
+  HDR_FLAGS
 } from "../layout";
 export * from "./ip-match";
-
-// @ts-ignore: decorator
-@lazy @inline const E_COUNTER_SLOT: string = "counter slot out of range";
+export * from "./rate-limit";
 
 /** The layout version this module was compiled against; the loader compares it with its own. */
 export function layoutVersion(): u32 {
@@ -39,18 +33,4 @@ export function setGeneration(g: u32): void {
 /** The header's flag bits. */
 export function flags(): u32 {
   return atomic.load<u32>(HDR_FLAGS);
-}
-
-/**
- * Adds `delta` to the count word of counter entry `slot` and returns the count before the
- * add: the primitive the rate limiter admits with (admit if the old count < limit), exact
- * however many threads add at once.
- */
-export function counterAdd(slot: u32, delta: u32): u32 {
-  // Without this check a large slot would wrap the u32 address into another region.
-  if (slot >= <u32>COUNTER_ENTRIES) throw new RangeError(E_COUNTER_SLOT);
-  return atomic.add<u32>(
-    <usize>COUNTER_TABLE_OFFSET + <usize>slot * COUNTER_ENTRY_BYTES + COUNTER_COUNT_FIELD,
-    delta
-  );
 }

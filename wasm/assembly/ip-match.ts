@@ -35,6 +35,8 @@ import {
   IP_DIR_V6_MIN_FIELD,
   IP_V4_RANGE_BYTES,
   IP_V6_RANGE_BYTES,
+  IP_V4_END_FIELD,
+  IP_V6_END_FIELD,
   IP_INDEX_BITS_MAX,
   IP_INDEX_ENTRY_BYTES
 } from "../layout";
@@ -105,18 +107,18 @@ export function ipContains4(region: u32, set: u32, ip: u32): bool {
   const win = window(index, k, n);
   let len = <u32>win;
   if (len == 0) return false;
-  // Branchless lower-bound search: `p` ends on the last start <= ip in the window, or on
-  // its first start when every start is > ip. `select` compiles to a conditional move, so
-  // a random address costs no branch mispredictions, only the ~log2(len) loads.
-  let p = base + at + (<usize>(win >>> 32) << 2);
+  // Branchless lower-bound search: `p` ends on the last range with start <= ip in the
+  // window, or on its first range when every start is > ip. `select` compiles to a
+  // conditional move, so a random address costs no branch mispredictions, only the
+  // ~log2(len) loads, which for a window of a few ranges share one or two cache lines.
+  let p = base + at + (<usize>(win >>> 32) * IP_V4_RANGE_BYTES);
   while (len > 1) {
     const half = len >>> 1;
-    const mid = p + (<usize>half << 2);
+    const mid = p + <usize>half * IP_V4_RANGE_BYTES;
     p = select<usize>(mid, p, load<u32>(mid) <= ip);
     len -= half;
   }
-  if (load<u32>(p) > ip) return false;
-  return ip <= load<u32>(p + (<usize>n << 2));
+  return load<u32>(p) <= ip && ip <= load<u32>(p, IP_V4_END_FIELD);
 }
 
 /**
@@ -147,10 +149,10 @@ export function ipContains6(region: u32, set: u32, w0: u32, w1: u32, w2: u32, w3
   let len = <u32>win;
   if (len == 0) return false;
   // The same search on 128-bit keys, compared as (hi, lo) pairs of u64.
-  let p = base + at + (<usize>(win >>> 32) << 4);
+  let p = base + at + (<usize>(win >>> 32) * IP_V6_RANGE_BYTES);
   while (len > 1) {
     const half = len >>> 1;
-    const mid = p + (<usize>half << 4);
+    const mid = p + <usize>half * IP_V6_RANGE_BYTES;
     const mh = load<u64>(mid);
     const le = <i32>(mh < hi) | (<i32>(mh == hi) & <i32>(load<u64>(mid, 8) <= lo));
     p = select<usize>(mid, p, le != 0);
@@ -158,7 +160,6 @@ export function ipContains6(region: u32, set: u32, w0: u32, w1: u32, w2: u32, w3
   }
   const sh = load<u64>(p);
   if (sh > hi || (sh == hi && load<u64>(p, 8) > lo)) return false;
-  const e = p + (<usize>n << 4);
-  const eh = load<u64>(e);
-  return hi < eh || (hi == eh && lo <= load<u64>(e, 8));
+  const eh = load<u64>(p, IP_V6_END_FIELD);
+  return hi < eh || (hi == eh && lo <= load<u64>(p, IP_V6_END_FIELD + 8));
 }
