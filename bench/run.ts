@@ -284,6 +284,13 @@ async function main(): Promise<number> {
     console.log(`\ntarget: tollgate >= ${TARGET_VS_BARE.toFixed(2)} x bare-proxy req/s: `
       + `${vsBare >= TARGET_VS_BARE ? 'met' : 'NOT met'} (${vsBare.toFixed(2)})`)
   }
+  // Issue 3's goal: ip-filter (1M CIDRs) + one rate-limit cost <= 10% of tollgate's req/s.
+  const plain = records.find((r) => r.name === 'tollgate')?.summary?.requestsPerSec.median
+  const policed = records.find((r) => r.name === 'tollgate-ip-rate')?.summary?.requestsPerSec.median
+  if (plain !== undefined && policed !== undefined) {
+    const ratio = policed / plain
+    console.log(`target: tollgate-ip-rate >= 0.90 x tollgate req/s: ${ratio >= 0.9 ? 'met' : 'NOT met'} (${ratio.toFixed(2)})`)
+  }
   console.log(`\nresults: ${writeResults(root, results)}`)
   if (interrupted) return 130
   return records.some((r) => r.status !== 'ok') ? 1 : 0

@@ -47,6 +47,10 @@ function canonical (entry: string): string | undefined {
 /** The socket peer, canonical: IPv4-mapped IPv6 as IPv4, zone dropped. */
 function peerOf (req: IncomingMessage): string {
   const raw = req.socket.remoteAddress ?? ''
+  // The kernel's text is canonical already, save IPv4-mapped IPv6 and zones: skip the parse
+  // for the common forms.
+  if (raw.indexOf(':') === -1) return raw
+  if (raw.startsWith('::ffff:') && raw.indexOf('.') !== -1) return raw.slice(7)
   const family = parseIp(raw, w, true)
   return family === INVALID ? raw : formatIp(family, w)
 }

@@ -105,7 +105,7 @@ export class Context implements RequestContext {
   }
 
   setResponseHeader (name: string, value: string | number | readonly string[]): void {
+    // Kept aside and applied once, by the reply or by the proxy's writeHead.
     (this.responseHeaders ??= {})[name.toLowerCase()] = value
-    if (!this.res.headersSent) this.res.setHeader(name, value as string)
   }
 }
