@@ -6,9 +6,16 @@ export { definePlugin, isPlugin } from './plugin.js'
 export type { Plugin } from './plugin.js'
 export { PHASES } from './types.js'
 export type {
-  Phase, PluginDefinition, PluginHooks, PluginApi, RequestContext, ReplyOptions, ResponseInfo,
-  RequestOutcome, ClientInfo, RouteInfo, HookResult, JsonSchema
+  Phase, PluginDefinition, PluginHooks, PluginApi, PrepareApi, SharedApi, RequestContext, ReplyOptions,
+  ResponseInfo, RequestOutcome, ClientInfo, RouteInfo, HookResult, JsonSchema
 } from './types.js'
+// The shared-memory hot path, for plugins that match IP sets (registered in prepare()) or
+// count requests across worker threads.
+export { createIpMatcher } from './ip/matcher.js'
+export type { IpMatcher } from './ip/matcher.js'
+export { RateLimitCounters, newRateLimitResult } from './rate-limit/counters.js'
+export type { RateLimitRule, CompiledRule, RateLimitResult } from './rate-limit/counters.js'
+export { parseIp, parseCidr } from './ip/parse.js'
 export { codes, GatewayError } from './errors.js'
 export type { GatewayConfig, RouteConfig, PluginRef } from './config-schema.js'
 export { gatewaySchema } from './config-schema.js'
