@@ -12,7 +12,7 @@ import { loadPlugins } from './plugin-loader.js'
 import { IpTableError, nextIpRegion, switchIpRegion, writeIpTable } from './ip/table-writer.js'
 import type { IpRegion } from './ip/table-writer.js'
 import { runPrepare } from './prepare.js'
-import { createSharedMemory, loadHotPath, setGeneration } from './shared-memory.js'
+import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } from './shared-memory.js'
 import type { HotPath } from './shared-memory.js'
 import type { GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 
@@ -107,6 +107,8 @@ export class Acceptor {
     this.memory = shared.memory
     setGeneration(this.memory, this.#generation)
     switchIpRegion(this.memory, prepared.ipRegion)
+    // Before any worker exists: the mask is fixed for the life of the memory.
+    setCounterEntries(this.memory, prepared.config.counters.entries)
   }
 
   get generation (): number { return this.#generation }

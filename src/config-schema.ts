@@ -173,6 +173,14 @@ export const gatewaySchema = {
     },
     timeouts,
     clientIp,
+    counters: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        entries: { type: 'integer', minimum: 1024, maximum: 2097152, default: 2097152, description: 'Rate-limit counter slots shared by every worker (a power of two; fixed until restart)' }
+      },
+      default: {}
+    },
     plugins: { type: 'array', items: pluginRef, default: [], description: 'Global plugins: every route runs these' },
     routes: { type: 'array', items: route, description: 'Routes, matched by host, path and method' }
   }
@@ -225,6 +233,7 @@ export interface GatewayConfig {
   }
   timeouts: TimeoutsConfig
   clientIp: ClientIpConfig
+  counters: { entries: number }
   plugins: PluginRef[]
   routes: RouteConfig[]
 }

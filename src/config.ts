@@ -72,6 +72,8 @@ export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
   }
   checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
   cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
+  const entries = (cfg as GatewayConfig).counters.entries
+  if ((entries & (entries - 1)) !== 0) problems.push(`${raw.source}: /counters/entries: must be a power of two (1024, 2048, ... 2097152)`)
   const out = normalize(cfg)
   // Node refuses a headers timeout longer than the request timeout; say so in config terms.
   if (out.limits.headersTimeout > out.limits.requestTimeout) {

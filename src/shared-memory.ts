@@ -6,6 +6,8 @@ import { readFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { codes } from './errors.js'
 import {
+  COUNTER_ENTRIES,
+  HDR_COUNTER_MASK,
   HDR_GENERATION,
   HDR_FLAGS,
   HDR_IP_LIVE,
@@ -100,9 +102,22 @@ export function createSharedMemory (): WebAssembly.Memory {
   Atomics.store(w, HDR_GENERATION >>> 2, 0)
   Atomics.store(w, HDR_FLAGS >>> 2, 0)
   Atomics.store(w, HDR_IP_LIVE >>> 2, IP_TABLE_LIVE_A)
+  Atomics.store(w, HDR_COUNTER_MASK >>> 2, COUNTER_ENTRIES - 1)
   // Last, so that a memory carrying the magic has a complete header.
   Atomics.store(w, HDR_MAGIC >>> 2, MAGIC)
   return memory
+}
+
+/**
+ * Uses only the first `entries` counter slots (a power of two, 1024 to COUNTER_ENTRIES).
+ * Call before any counter is hit, i.e. before workers start: probing depends on the mask,
+ * so it is fixed for the life of the process.
+ */
+export function setCounterEntries (memory: WebAssembly.Memory, entries: number): void {
+  if (!Number.isInteger(entries) || entries < 1024 || entries > COUNTER_ENTRIES || (entries & (entries - 1)) !== 0) {
+    throw new RangeError(`counter entries must be a power of two from 1024 to ${COUNTER_ENTRIES}, got ${String(entries)}`)
+  }
+  Atomics.store(words(memory), HDR_COUNTER_MASK >>> 2, entries - 1)
 }
 
 /** Publishes config generation `n` (a u32) in the header with one atomic store. */

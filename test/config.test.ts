@@ -32,6 +32,8 @@ const cases: Array<[string, unknown, string[]]> = [
   ['duplicate route names', { routes: [base.routes[0], base.routes[0]] }, ["f.yaml: /routes/1/name: route name 'r' is used twice"]],
   ['bad duration', { ...base, limits: { headersTimeout: 'soon' } }, ['f.yaml: /limits/headersTimeout: must be a duration such as 500ms, 10s or 2m']],
   ['headers timeout over request timeout', { ...base, limits: { headersTimeout: '40s', requestTimeout: '30s' } }, ['f.yaml: /limits/headersTimeout: must not be greater than requestTimeout (30000 ms)']],
+  ['counter entries not a power of two', { ...base, counters: { entries: 3000 } }, ['f.yaml: /counters/entries: must be a power of two (1024, 2048, ... 2097152)']],
+  ['counter entries too many', { ...base, counters: { entries: 4194304 } }, ['f.yaml: /counters/entries: must be <= 2097152']],
   ['plugin without name', { ...base, plugins: [{ config: {} }] }, ["f.yaml: /plugins/0: must have property 'name'"]],
   ['plugin config not an object', { ...base, plugins: [{ name: 'x', config: 'y' }] }, ['f.yaml: /plugins/0/config: must be an object']]
 ]

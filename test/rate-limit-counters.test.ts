@@ -1,5 +1,5 @@
 import t from 'tap'
-import { createSharedMemory, loadHotPath, type HotPath } from '../src/shared-memory.js'
+import { createSharedMemory, loadHotPath, setCounterEntries, type HotPath } from '../src/shared-memory.js'
 import { RateLimitCounters, newRateLimitResult, type CompiledRule, type RateLimitResult, type RateLimitRule } from '../src/rate-limit/counters.js'
 import { halfSipHash64, hashKey, hashPrefix, sipKeyFromSeed, stringWords } from '../src/rate-limit/hash.js'
 import { kTestInternals } from '../src/symbols.js'
@@ -435,4 +435,25 @@ t.test('differential: random single-threaded sequences match the model', async t
     }
     t.same(mismatches.slice(0, 5), [], `seed ${seed}: 20,000 hits, ${admitted} admitted, ${rejected} rejected, no mismatch`)
   }
+})
+
+t.test('a smaller configured table: keys stay inside the first `entries` slots', async (t) => {
+  const memory = createSharedMemory()
+  setCounterEntries(memory, 1024)
+  const hot = await loadHotPath(memory)
+  const counters = new RateLimitCounters(hot)
+  const rule = counters.rule('small-table', { algorithm: 'fixed-window', limit: 1, windowMs: 3_600_000 })
+  const now = Date.now()
+  for (let i = 0; i < 500; i++) t.equal(counters.hit(rule, `k${i}`, now).admitted, true)
+  const view = new BigUint64Array(memory.buffer)
+  let used = 0
+  let outside = 0
+  for (let slot = 0; slot < COUNTER_ENTRIES; slot++) {
+    const key = view[(COUNTER_TABLE_OFFSET + slot * COUNTER_ENTRY_BYTES + COUNTER_KEY_FIELD) / 8]
+    if (key !== 0n) { used++; if (slot >= 1024) outside++ }
+  }
+  t.equal(used, 500, 'one slot per key')
+  t.equal(outside, 0, 'none past the configured size')
+  t.throws(() => setCounterEntries(memory, 1000), RangeError, 'not a power of two')
+  t.throws(() => setCounterEntries(memory, COUNTER_ENTRIES * 2), RangeError, 'larger than the region')
 })

@@ -45,7 +45,7 @@ t.test('layout', async t => {
   t.equal(MEMORY_PAGES, MEMORY_BYTES / PAGE_BYTES)
   t.ok(MEMORY_BYTES <= 512 * 1024 * 1024, 'memory is at most 512 MiB')
 
-  const header = [HDR_MAGIC, layout.HDR_LAYOUT_VERSION, HDR_GENERATION, HDR_FLAGS, layout.HDR_IP_LIVE, layout.HDR_HASH_SEED, layout.HDR_RESERVED]
+  const header = [HDR_MAGIC, layout.HDR_LAYOUT_VERSION, HDR_GENERATION, HDR_FLAGS, layout.HDR_IP_LIVE, layout.HDR_HASH_SEED, layout.HDR_COUNTER_MASK, layout.HDR_RESERVED]
   t.equal(new Set(header).size, header.length, 'header fields are distinct')
   for (const f of header) t.ok(f % 4 === 0 && f >= HEADER_OFFSET && f + 4 <= HEADER_OFFSET + HEADER_FIELD_BYTES, `header field at ${f} is an aligned word inside the header`)
   t.ok(HEADER_FIELD_BYTES <= HEADER_BYTES)

@@ -51,7 +51,7 @@
 export const PAGE_BYTES = 65536
 
 /** Layout version: bump on any change to this file; the WASM module and JS must agree. */
-export const LAYOUT_VERSION = 2
+export const LAYOUT_VERSION = 3
 
 /** "TOLL" (bytes 54 4f 4c 4c) read as a little-endian u32: marks a memory made by createSharedMemory(). */
 export const MAGIC = 0x4c4c4f54
@@ -85,8 +85,14 @@ export const HDR_IP_LIVE = HEADER_OFFSET + 16
  * wasm/assembly/rate-limit.ts); then the same for every thread of the process.
  */
 export const HDR_HASH_SEED = HEADER_OFFSET + 20
+/**
+ * u32 counter-table slot mask: entries in use - 1 (a power of two minus one, at most
+ * COUNTER_ENTRIES - 1). Set once before any counter is used (config `counters.entries`) and
+ * never changed while the process runs: probing depends on it.
+ */
+export const HDR_COUNTER_MASK = HEADER_OFFSET + 24
 /** First of the reserved u32 words (zero), up to HEADER_OFFSET + HEADER_FIELD_BYTES. */
-export const HDR_RESERVED = HEADER_OFFSET + 24
+export const HDR_RESERVED = HEADER_OFFSET + 28
 /** Bytes of named header fields and reserved words: 16 u32 words. */
 export const HEADER_FIELD_BYTES = 64
 

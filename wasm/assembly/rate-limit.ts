@@ -108,6 +108,7 @@ import {
   COUNTER_TABLE_OFFSET,
   COUNTER_ENTRY_BYTES,
   COUNTER_ENTRIES,
+  HDR_COUNTER_MASK,
   COUNTER_KEY_FIELD,
   COUNTER_STATE_FIELD,
   COUNTER_PROBE_LIMIT,
@@ -137,7 +138,12 @@ const TAU_MAX: f64 = 1152921504606846976;
 const GRACE_TICKS: u64 = <u64>COUNTER_RECLAIM_GRACE_MS << TICK_BITS;
 const SPIN_LIMIT: i32 = 1 << 16;
 const RESTART_LIMIT: i32 = 64;
-const SLOT_MASK: u32 = <u32>COUNTER_ENTRIES - 1;
+// The table may be configured smaller than its region (config `counters.entries`): the mask
+// is a header word, written before any counter is used and constant after that.
+// @ts-ignore: decorator
+@inline function slotMask(): u32 {
+  return load<u32>(HDR_COUNTER_MASK);
+}
 const PROBES: u32 = <u32>COUNTER_PROBE_LIMIT;
 
 /** What a hit returns when no counter can be had for the key: see rateLimitFixedWindow. */
@@ -199,9 +205,9 @@ function snapshot(p: usize, key: u64): u64 {
 
 /** The slot of key's counter, with its snapshot in snapState; or -1 if it has none. */
 function lookup(key: u64): i32 {
-  const home = <u32>key & SLOT_MASK;
+  const home = <u32>key & slotMask();
   for (let i: u32 = 0; i < PROBES; i++) {
-    const slot = (home + i) & SLOT_MASK;
+    const slot = (home + i) & slotMask();
     const p = entryAt(slot);
     const k = atomic.load<u64>(p, COUNTER_KEY_FIELD);
     if (k == key) {
@@ -221,7 +227,7 @@ function lookup(key: u64): i32 {
 function onlyOne(key: u64, home: u32, mine: u32): bool {
   for (let j: u32 = 0; j < PROBES; j++) {
     if (j == mine) continue;
-    const q = entryAt((home + j) & SLOT_MASK);
+    const q = entryAt((home + j) & slotMask());
     while (atomic.load<u64>(q, COUNTER_KEY_FIELD) == key) {
       const t = atomic.load<u64>(q, COUNTER_STATE_FIELD);
       if (t == STATE_KILLED) break;
@@ -244,10 +250,10 @@ function onlyOne(key: u64, home: u32, mine: u32): bool {
  * turned out to have a counter: look it up again).
  */
 function insert(key: u64, nowT: u64, first: u64): i32 {
-  const home = <u32>key & SLOT_MASK;
+  const home = <u32>key & slotMask();
   const reclaimBefore: u64 = nowT > GRACE_TICKS ? nowT - GRACE_TICKS : 0;
   for (let i: u32 = 0; i < PROBES; i++) {
-    const slot = (home + i) & SLOT_MASK;
+    const slot = (home + i) & slotMask();
     const p = entryAt(slot);
     let s = atomic.load<u64>(p, COUNTER_STATE_FIELD);
     // Claimable: never used (0), or expired for the grace period. LOCKED and KILLED are
