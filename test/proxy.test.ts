@@ -71,6 +71,7 @@ t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
     'X-Forwarded-For: 203.0.113.9',
     'X-Forwarded-Proto: https',
     'X-Forwarded-Host: evil.example',
+    'X-Forwarded-Port: 1',
     '', ''
   ].join('\r\n'), 1500)
   const [head] = answer.split('\r\n\r\n')
@@ -86,6 +87,7 @@ t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
   t.equal(h['x-real-ip'], '127.0.0.1', 'X-Real-IP is the resolved client')
   t.equal(h['x-forwarded-proto'], 'http', "the client's X-Forwarded-Proto is replaced")
   t.equal(h['x-forwarded-host'], 'public.example:8443', 'X-Forwarded-Host is the Host the client sent')
+  t.equal(h['x-forwarded-port'], String(gw.port), "X-Forwarded-Port is the gateway's port, not the client's claim (E10)")
   t.equal(h.host, `127.0.0.1:${up.port}`, "Host is the upstream's by default")
   t.equal(up.seen.at(-1)?.url, '/h?q=1', 'path and query arrive')
   t.equal(resHeaders.get('x-secret-hop'), undefined, 'a response header the upstream nominated in Connection is removed')

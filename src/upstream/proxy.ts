@@ -29,7 +29,7 @@ export interface ProxyRoute {
 
 // Headers the gateway sets itself: whatever the client sent under these names is replaced,
 // never passed through, so a client cannot forge them.
-const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'forwarded'])
+const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'])
 
 function stripPath (path: string, segments: number): string {
   let i = 0
@@ -62,6 +62,7 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   out.push('x-forwarded-for', ctx.client.forwardedFor)
   out.push('x-real-ip', ctx.client.ip)
   out.push('x-forwarded-proto', route.proto)
+  out.push('x-forwarded-port', String(ctx.req.socket.localPort ?? ''))
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
   out.push('host', route.preserveHost && host !== undefined ? host : target.host)
