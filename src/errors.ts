@@ -73,6 +73,14 @@ export const codes = {
   GW_ERR_CONFIG_INVALID: createError('GW_ERR_CONFIG_INVALID', "invalid config '%s': %d problem(s)", 500),
   GW_ERR_CLI_USAGE: createError('GW_ERR_CLI_USAGE', '%s', 500),
 
+  /** Policy updates and the admin API */
+  GW_ERR_CONFIG_CONFLICT: createError('GW_ERR_CONFIG_CONFLICT', 'the config changed since version %d (now %d); fetch it and try again', 409),
+  GW_ERR_VERSION_NOT_FOUND: createError('GW_ERR_VERSION_NOT_FOUND', 'no kept config version %s', 404),
+  GW_ERR_UPDATE_FAILED: createError('GW_ERR_UPDATE_FAILED', 'the update was not applied: %s', 500),
+  GW_ERR_ADMIN_AUTH: createError('GW_ERR_ADMIN_AUTH', 'a valid admin bearer token is required', 401),
+  GW_ERR_ADMIN_UNSAFE: createError('GW_ERR_ADMIN_UNSAFE', 'the admin API on %s needs a token (admin.tokens): only loopback may go without', 500),
+  GW_ERR_STATE: createError('GW_ERR_STATE', 'state directory %s: %s', 500),
+
   /** Plugin */
   GW_ERR_PLUGIN_INVALID: createError('GW_ERR_PLUGIN_INVALID', "plugin '%s' is not a tollgate plugin: %s", 500),
   GW_ERR_PLUGIN_NOT_FOUND: createError('GW_ERR_PLUGIN_NOT_FOUND', "plugin '%s' not found: %s", 500),
