@@ -10,6 +10,7 @@ import { buildGeneration, closeInstances } from './generation.js'
 import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHost } from './listen.js'
 import { loadPlugins } from './plugin-loader.js'
 import { IpTableError, nextIpRegion, switchIpRegion, writeIpTable } from './ip/table-writer.js'
+import { WorkerStats } from './worker-stats.js'
 import type { IpRegion } from './ip/table-writer.js'
 import { runPrepare } from './prepare.js'
 import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } from './shared-memory.js'
@@ -76,7 +77,19 @@ interface Slot {
   task: Promise<unknown> | undefined
   /** Starts in a row that died before serving; a slot that cannot start is given up. */
   failedStarts: number
+  threadId: number | undefined
+  /** Generations this worker may still run requests under (current + not yet retired). */
+  live: Set<number>
+  stats: WorkerStats
 }
+
+/** A generation the acceptor has published, and the IP region it pins. */
+interface GenerationRecord { number: number, prepared: PreparedConfig }
+
+/** How long workers get to build a new generation before the update is refused. */
+const BUILD_TIMEOUT_MS = 30_000
+/** How long an update waits for the other IP region to be released by an old generation. */
+const REGION_WAIT_MS = 60_000
 
 export interface ListeningInfo { host: string, port: number, workers: number }
 
@@ -100,9 +113,19 @@ export class Acceptor {
   #closing = false
   #started = false
   #readyWaiters = new Map<number, { resolve: () => void, reject: (e: Error) => void }>()
+  #generations = new Map<number, GenerationRecord>()
+  #shared: SharedState
+  /** Updates run one at a time, in arrival order. */
+  #queue: Promise<unknown> = Promise.resolve()
+  /** Waiters for worker replies during an update: `${kind}:${number}` -> callbacks. */
+  #replies = new Map<string, (slot: Slot, m: WorkerToAcceptor) => void>()
+  #retiredWaiters: Array<() => void> = []
+  readonly startedAt = Date.now()
 
   constructor (prepared: PreparedConfig, shared: SharedState, log: Logger) {
     this.#prepared = prepared
+    this.#shared = shared
+    this.#generations.set(1, { number: 1, prepared })
     this.#log = log
     this.memory = shared.memory
     setGeneration(this.memory, this.#generation)
@@ -112,6 +135,17 @@ export class Acceptor {
   }
 
   get generation (): number { return this.#generation }
+  get prepared (): PreparedConfig { return this.#prepared }
+  get shared (): SharedState { return this.#shared }
+  get listening (): { host: string, port: number } { return { host: this.#host, port: this.#port } }
+
+  /** Per-slot view for /status, read from the workers' stats lines in shared memory. */
+  workers (): Array<{ slot: number, alive: boolean, threadId: number | undefined, generation: number | undefined, inFlight: number | undefined }> {
+    return this.#slots.map((s) => {
+      const st = s.stats.read()
+      return { slot: s.index, alive: s.ready, threadId: s.threadId, generation: s.ready ? st.generation : undefined, inFlight: s.ready ? st.inFlight : undefined }
+    })
+  }
 
   #message (): GenerationMessage {
     const p = this.#prepared
@@ -136,7 +170,7 @@ export class Acceptor {
     this.#pool.on('error', (err: Error) => this.#log.error({ err }, 'worker pool error'))
     const ready: Array<Promise<void>> = []
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, fd: -1, port: undefined, ready: false, task: undefined, failedStarts: 0 }
+      const slot: Slot = { index: i, fd: -1, port: undefined, ready: false, task: undefined, failedStarts: 0, threadId: undefined, live: new Set(), stats: new WorkerStats(this.memory, i) }
       this.#slots.push(slot)
       ready.push(this.#startSlot(slot))
     }
@@ -173,18 +207,127 @@ export class Acceptor {
     if (m.type === 'ready') {
       slot.ready = true
       slot.failedStarts = 0
-      this.#log.info({ slot: slot.index, threadId: m.threadId }, 'worker serving')
+      slot.threadId = m.threadId
+      slot.live = new Set([m.generation])
+      this.#log.info({ slot: slot.index, threadId: m.threadId, generation: m.generation }, 'worker serving')
       this.#readyWaiters.get(slot.index)?.resolve()
       this.#readyWaiters.delete(slot.index)
-    } else if (m.type === 'generation-failed') {
+      // Started while an update was being applied: bring it to the current generation.
+      if (m.generation !== this.#generation) slot.port?.postMessage({ type: 'generation', generation: this.#message() })
+      return
+    }
+    if (m.type === 'generation-applied') slot.live.add(m.number)
+    if (m.type === 'generation-retired') {
+      slot.live.delete(m.number)
+      const waiters = this.#retiredWaiters
+      this.#retiredWaiters = []
+      for (const w of waiters) w()
+    }
+    if (m.type === 'generation-failed' && this.#replies.size === 0) {
       this.#log.error({ slot: slot.index, error: m.error }, 'worker could not apply generation')
     }
+    if ('number' in m) {
+      const key = m.type === 'generation-built' || m.type === 'generation-failed' ? `built:${m.number}` : `${m.type}:${m.number}`
+      this.#replies.get(key)?.(slot, m)
+    }
+  }
+
+  /** Whether some worker may still be answering requests from IP region `region`. */
+  #regionInUse (region: IpRegion): boolean {
+    for (const s of this.#slots) {
+      if (!s.ready) continue
+      for (const n of s.live) if (this.#generations.get(n)?.prepared.ipRegion === region) return true
+    }
+    return false
+  }
+
+  async #waitForRegion (region: IpRegion): Promise<void> {
+    const deadline = Date.now() + REGION_WAIT_MS
+    while (this.#regionInUse(region)) {
+      if (Date.now() > deadline) throw codes.GW_ERR_UPDATE_FAILED(`requests of an earlier generation still hold the IP tables after ${REGION_WAIT_MS / 1000} s; try again`)
+      await new Promise<void>((resolve) => {
+        this.#retiredWaiters.push(resolve)
+        setTimeout(resolve, 200).unref()
+      })
+    }
+  }
+
+  /**
+   * Validate and prepare a config for the next generation, without publishing it: the
+   * config's IP sets are written into the region no live generation reads.
+   */
+  async prepareNext (raw: RawConfig): Promise<PreparedConfig> {
+    const region = nextIpRegion(this.memory)
+    await this.#waitForRegion(region)
+    return await prepareConfig(raw, this.#log, this.#shared, region)
+  }
+
+  /**
+   * Apply a prepared config as the next generation, in two phases: every worker builds and
+   * holds it; then, only if all built it, every worker switches between requests (a request
+   * runs start to end under one generation). Any failure aborts everywhere and the running
+   * generation stays. Resolves with the new generation's number.
+   */
+  async publish (next: PreparedConfig): Promise<number> {
+    const number = this.#generation + 1
+    const msg: GenerationMessage = { number, config: next.config, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
+    const slots = this.#slots.filter((s) => s.ready)
+    const built = await this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
+    const failures = built.filter((r) => r.m.type === 'generation-failed')
+    if (failures.length > 0 || built.length < slots.length) {
+      for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
+      const first = failures[0]?.m
+      const why = first?.type === 'generation-failed' ? first.error.message : `only ${built.length} of ${slots.length} workers answered within ${BUILD_TIMEOUT_MS / 1000} s`
+      throw codes.GW_ERR_UPDATE_FAILED(why)
+    }
+    // From here the new generation is the one new and replacement threads get.
+    this.#generations.set(number, { number, prepared: next })
+    this.#generation = number
+    this.#prepared = next
+    switchIpRegion(this.memory, next.ipRegion)
+    setGeneration(this.memory, number)
+    await this.#collect(slots, `generation-applied:${number}`, (s) => s.port?.postMessage({ type: 'commit-generation', number }))
+    // Records no worker can be running any more are dropped.
+    for (const n of this.#generations.keys()) {
+      if (n !== number && !this.#slots.some((s) => s.live.has(n))) this.#generations.delete(n)
+    }
+    return number
+  }
+
+  /** Send to each slot and gather one reply each (or stop at the timeout). */
+  #collect (slots: Slot[], key: string, send: (s: Slot) => void): Promise<Array<{ slot: Slot, m: WorkerToAcceptor }>> {
+    return new Promise((resolve) => {
+      const got: Array<{ slot: Slot, m: WorkerToAcceptor }> = []
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#replies.delete(key)
+        resolve(got)
+      }
+      const timer = setTimeout(done, BUILD_TIMEOUT_MS)
+      this.#replies.set(key, (slot, m) => {
+        if (got.some((g) => g.slot === slot)) return
+        got.push({ slot, m })
+        if (got.length === slots.length) done()
+      })
+      for (const s of slots) send(s)
+      if (slots.length === 0) done()
+    })
+  }
+
+  /** Run updates one at a time. */
+  serialize<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn)
+    this.#queue = run.catch(() => {})
+    return run
   }
 
   #onSlotDied (slot: Slot, err: unknown): void {
     slot.port?.close()
     const wasReady = slot.ready
     slot.ready = false
+    // Its generations died with it: they pin no IP region any more.
+    slot.live.clear()
+    for (const w of this.#retiredWaiters.splice(0)) w()
     // A thread that never listened did not take ownership of its fd; close it here.
     if (!wasReady) closeListenFd(slot.fd)
     if (this.#closing) return

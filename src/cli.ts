@@ -1,14 +1,15 @@
 import { parseArgs } from 'node:util'
-import type { Logger } from 'pino'
-import { Acceptor, createSharedState, prepareConfig } from './acceptor.js'
+import { createSharedState, prepareConfig } from './acceptor.js'
+import { serve } from './serve.js'
 import { configFromFlags, readConfigFile } from './config.js'
 import type { RawConfig } from './config.js'
 import { startDemo } from './demo.js'
 import { codes, GatewayError } from './errors.js'
-import { createLogger, flushLogger } from './log.js'
+import { createLogger } from './log.js'
 import { builtinPlugins } from '../plugins/index.js'
 import { importPlugin, resolvePluginModule } from './plugin-loader.js'
 import { VERSION } from './version.js'
+import { AdminClient, DEFAULT_ADMIN_URL, formatApplied, formatStatus } from './admin/client.js'
 
 const HELP = `tollgate ${VERSION}: an API gateway for security policies
 
@@ -17,6 +18,8 @@ Usage:
   tollgate --upstream URL [options]          proxy everything to one upstream
   tollgate --config gateway.yaml [options]   run a config file (YAML or JSON)
   tollgate validate FILE                     check a config file; exit 0 if good, 2 if not
+  tollgate reload [--config FILE]            running gateway: apply FILE, or re-read its own file
+  tollgate status                            running gateway: version, generation, workers, uptime
 
 Options:
   -c, --config FILE        config file (YAML or JSON)
@@ -27,6 +30,8 @@ Options:
       --port N             listen port (default 8080; 0 picks a free one)
   -w, --workers N          worker threads (default: available parallelism)
       --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
+      --admin URL          admin API of the running gateway (reload, status; default ${DEFAULT_ADMIN_URL})
+      --token T            admin API token (reload, status; default: env TOLLGATE_ADMIN_TOKEN)
   -h, --help               this text
   -v, --version            the version
 
@@ -42,6 +47,8 @@ const OPTIONS = {
   port: { type: 'string' },
   workers: { type: 'string', short: 'w' },
   'log-level': { type: 'string' },
+  admin: { type: 'string' },
+  token: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean', short: 'v' }
 } as const
@@ -107,39 +114,31 @@ async function validateCommand (file: string | undefined): Promise<number> {
   return 0
 }
 
-/** Serve until SIGTERM/SIGINT; then drain and exit 0. */
-async function serve (raw: RawConfig, log: Logger, banner?: (port: number, host: string) => string): Promise<number> {
-  const shared = await createSharedState()
-  const prepared = await prepareConfig(raw, log, shared)
-  if (prepared.config.logLevel !== log.level) log.level = prepared.config.logLevel
-  const acceptor = new Acceptor(prepared, shared, log)
-  const info = await acceptor.start()
-  if (banner !== undefined) process.stderr.write(banner(info.port, info.host))
-  // Always written, whatever the log level: scripts and the bench wait for this line.
-  log.child({}, { level: 'info' }).info({ host: info.host, port: info.port, workers: info.workers, generation: acceptor.generation, version: VERSION }, 'listening')
+/** Admin API commands take only --admin and --token (and reload --config): nothing that starts a gateway. */
+function adminClient (flags: Flags, command: string): AdminClient {
+  for (const f of ['upstream', 'plugins', 'plugin', 'host', 'port', 'workers'] as const) {
+    if (flags[f] !== undefined) throw codes.GW_ERR_CLI_USAGE(`--${f} does not go with ${command}`)
+  }
+  return new AdminClient(flags.admin ?? DEFAULT_ADMIN_URL, flags.token ?? process.env.TOLLGATE_ADMIN_TOKEN)
+}
 
-  return await new Promise<number>((resolve) => {
-    let stopping = false
-    const stop = (signal: string): void => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting now')
-        void flushLogger(log).then(() => process.exit(1))
-        return
-      }
-      stopping = true
-      const deadline = prepared.config.limits.drainTimeout
-      log.info({ signal, deadlineMs: deadline }, 'draining')
-      void acceptor.close(deadline).then(async () => {
-        log.info('stopped')
-        await flushLogger(log)
-        resolve(0)
-      })
-    }
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    process.on('SIGINT', () => stop('SIGINT'))
-    // Live policy updates arrive in a later release; until then SIGHUP must not kill us.
-    process.on('SIGHUP', () => log.warn('SIGHUP: live reload is not available yet; restart to apply a new config'))
-  })
+/** `tollgate reload`: PUT a file's config (based on the running version), or have the gateway re-read its own. */
+async function reloadCommand (flags: Flags): Promise<number> {
+  const client = adminClient(flags, 'reload')
+  if (flags.config === undefined) {
+    process.stdout.write(formatApplied(await client.reloadFromFile()))
+  } else {
+    const raw = await readConfigFile(flags.config)
+    process.stdout.write(formatApplied(await client.applyConfig(raw.value)))
+  }
+  return 0
+}
+
+/** `tollgate status`: a short summary of the running gateway. */
+async function statusCommand (flags: Flags): Promise<number> {
+  if (flags.config !== undefined) throw codes.GW_ERR_CLI_USAGE('--config does not go with status')
+  process.stdout.write(formatStatus(await adminClient(flags, 'status').status()))
+  return 0
 }
 
 export async function main (argv: string[]): Promise<void> {
@@ -152,6 +151,10 @@ export async function main (argv: string[]): Promise<void> {
       process.stdout.write(VERSION + '\n')
     } else if (positionals[0] === 'validate') {
       code = await validateCommand(positionals[1])
+    } else if (positionals[0] === 'reload') {
+      code = await reloadCommand(flags)
+    } else if (positionals[0] === 'status') {
+      code = await statusCommand(flags)
     } else if (positionals.length > 0 && positionals[0] !== 'serve') {
       throw codes.GW_ERR_CLI_USAGE(`unknown command '${positionals[0] ?? ''}'; see tollgate --help`)
     } else {
@@ -161,12 +164,18 @@ export async function main (argv: string[]): Promise<void> {
         if (flags.plugins !== undefined || flags.plugin !== undefined) throw codes.GW_ERR_CLI_USAGE('--plugins needs --upstream (or use --config)')
         const demo = await startDemo({ host: flags.host, port: intFlag('port', flags.port, 0, 65535), workers: intFlag('workers', flags.workers, 1, 256), logLevel: level })
         try {
-          code = await serve(demo.raw, log, demo.banner)
+          code = await serve({ raw: demo.raw, log, banner: demo.banner })
         } finally {
           await demo.close()
         }
       } else {
-        code = await serve(await rawFromFlags(flags), log)
+        const raw = await rawFromFlags(flags)
+        code = await serve({
+          raw,
+          log,
+          file: flags.config,
+          reread: flags.config === undefined ? undefined : async () => await rawFromFlags(flags)
+        })
       }
     }
   } catch (err) {

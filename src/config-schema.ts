@@ -1,3 +1,6 @@
+import { adminSchema } from './admin/schema.js'
+import type { AdminConfig } from './admin/schema.js'
+
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
  * for the published `schema/gateway.schema.json` editors use (scripts/build-schema.ts).
@@ -173,6 +176,7 @@ export const gatewaySchema = {
     },
     timeouts,
     clientIp,
+    admin: adminSchema,
     counters: {
       type: 'object',
       additionalProperties: false,
@@ -234,6 +238,7 @@ export interface GatewayConfig {
   timeouts: TimeoutsConfig
   clientIp: ClientIpConfig
   counters: { entries: number }
+  admin: AdminConfig
   plugins: PluginRef[]
   routes: RouteConfig[]
 }

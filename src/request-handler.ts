@@ -3,6 +3,7 @@ import type { Logger } from 'pino'
 import { Context } from './context.js'
 import { codes } from './errors.js'
 import type { CompiledRoute, Generation } from './generation.js'
+import type { WorkerStats } from './worker-stats.js'
 import { BadPathError, normalizeTarget } from './path.js'
 import type { Pipeline } from './pipeline.js'
 import { runLogHooks, runRequestHooks } from './pipeline.js'
@@ -15,6 +16,7 @@ export interface HandlerState {
   draining: boolean
   maxHeadersCount: number
   log: Logger
+  stats: WorkerStats
 }
 
 /** A generation plus the count of requests still running under it. */
@@ -48,6 +50,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     const start = performance.now()
     const live = state.current
     live.inFlight++
+    state.stats.start()
 
     let pipeline: Pipeline = live.gen.fallback
     let done = false
@@ -57,6 +60,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       ctx.outcome.status ||= res.statusCode
       if (!res.writableFinished) ctx.outcome.aborted = true
       runLogHooks(ctx, pipeline.onLog, (name, err) => state.log.error({ err, plugin: name }, 'log hook failed'))
+      state.stats.end()
       if (--live.inFlight === 0 && live.onIdle !== undefined) live.onIdle()
     }
 
@@ -75,6 +79,8 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     const route: CompiledRoute | undefined = match.kind === 'found' ? match.value : undefined
     const ctx = new Context(req, res, path, query, (route?.client ?? live.gen.client)(req), live.gen.number, state.log, start, state)
     res.once('close', complete)
+    // Debug switch: lets a test prove which generation answered each request.
+    if (live.gen.config.admin.responseGenerationHeader) ctx.setResponseHeader('x-tollgate-generation', live.gen.number)
 
     if (badPath !== undefined) {
       res.setHeader('connection', 'close')

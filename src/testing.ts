@@ -174,7 +174,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
     prepared,
     shared: { hotPath: shared.hotPath, ipRegion: HARNESS_REGION },
-    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 }, counters: { entries: 2097152 }, plugins: [ref], routes: [] }
+    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 }, counters: { entries: 2097152 }, admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false }, plugins: [ref], routes: [] }
   }))
 
   return {

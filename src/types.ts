@@ -220,11 +220,21 @@ export interface GenerationMessage {
 }
 
 export type AcceptorToWorker =
+  /** Phase 1 of an update: build the generation's pipelines and hold them. */
+  | { type: 'prepare-generation', generation: GenerationMessage }
+  /** Phase 2: every worker built it; switch between requests. */
+  | { type: 'commit-generation', number: number }
+  /** Some worker could not build it: drop the held one. */
+  | { type: 'abort-generation', number: number }
+  /** Build and switch at once: a thread that started during an update catching up. */
   | { type: 'generation', generation: GenerationMessage }
   | { type: 'drain', deadlineMs: number }
 
 export type WorkerToAcceptor =
-  | { type: 'ready', slot: number, threadId: number, address: { address: string, port: number, family: string } }
+  | { type: 'ready', slot: number, threadId: number, generation: number, address: { address: string, port: number, family: string } }
+  | { type: 'generation-built', number: number }
   | { type: 'generation-applied', number: number }
   | { type: 'generation-failed', number: number, error: SerializedError }
+  /** The generation's last request ended in this worker; its instances are closed. */
+  | { type: 'generation-retired', number: number }
   | { type: 'drained', inFlight: number }

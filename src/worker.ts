@@ -8,6 +8,7 @@ import { createHttpServer } from './http-server.js'
 import { createLogger, flushLogger } from './log.js'
 import { createRequestHandler } from './request-handler.js'
 import { loadHotPath } from './shared-memory.js'
+import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
@@ -38,8 +39,10 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const send = (m: WorkerToAcceptor): void => port.postMessage(m)
 
   const hotPath = await loadHotPath(task.memory)
+  const stats = new WorkerStats(task.memory, task.slot)
+  stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
-  const state: HandlerState = { current: live(first), draining: false, maxHeadersCount: first.config.limits.maxHeadersCount, log }
+  const state: HandlerState = { current: live(first), draining: false, maxHeadersCount: first.config.limits.maxHeadersCount, log, stats }
   const server = createHttpServer(first.config)
   let served = 0
   const handler = createRequestHandler(state)
@@ -51,36 +54,59 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   } catch (err) {
     throw codes.GW_ERR_WORKER_START(`listen on fd ${task.fd}: ${(err as Error).message}`)
   }
-  send({ type: 'ready', slot: task.slot, threadId, address: { address: address.address, port: address.port, family: address.family } })
+  stats.setGeneration(first.number)
+  send({ type: 'ready', slot: task.slot, threadId, generation: first.number, address: { address: address.address, port: address.port, family: address.family } })
 
+  // A replaced generation lives on until its last request ends; then its plugin instances
+  // close, pools no live generation uses close, and the acceptor hears it is retired (its IP
+  // table region may then be rewritten).
   const retire = (old: LiveGeneration): void => {
     const close = (): void => {
-      void closeInstances(old.gen.instances, log)
-      const inUse = new Set(state.current.gen.pools)
-      void pools.retain(inUse)
+      void closeInstances(old.gen.instances, log).then(() => send({ type: 'generation-retired', number: old.gen.number }))
+      void pools.retain(new Set(state.current.gen.pools))
     }
     if (old.inFlight === 0) close()
     else old.onIdle = close
   }
 
-  const apply = async (msg: GenerationMessage): Promise<void> => {
-    try {
-      const gen = await buildGeneration(msg, { mode: 'worker', log, pools, hotPath })
-      const old = state.current
-      state.current = live(gen)
-      state.maxHeadersCount = gen.config.limits.maxHeadersCount
-      retire(old)
-      send({ type: 'generation-applied', number: msg.number })
-    } catch (err) {
-      const e = err instanceof GatewayError ? err : codes.GW_ERR_PLUGIN_CREATE('?', (err as Error).message)
-      send({ type: 'generation-failed', number: msg.number, error: e.toJSON() })
-    }
+  const switchTo = (gen: Generation): void => {
+    const old = state.current
+    state.current = live(gen)
+    state.maxHeadersCount = gen.config.limits.maxHeadersCount
+    stats.setGeneration(gen.number)
+    retire(old)
+    send({ type: 'generation-applied', number: gen.number })
   }
+
+  const failed = (number: number, err: unknown): void => {
+    const e = err instanceof GatewayError ? err : codes.GW_ERR_PLUGIN_CREATE('?', (err as Error)?.message ?? String(err))
+    send({ type: 'generation-failed', number, error: e.toJSON() })
+  }
+
+  // Two-phase switch (DESIGN.md "Policy updates"): build and hold, then switch on commit,
+  // so either every worker moves to the new generation or none does.
+  const pending = new Map<number, Generation>()
+  const build = async (msg: GenerationMessage): Promise<Generation> => await buildGeneration(msg, { mode: 'worker', log, pools, hotPath })
 
   return await new Promise((resolve) => {
     port.on('message', (m: AcceptorToWorker) => {
-      if (m.type === 'generation') {
-        void apply(m.generation)
+      if (m.type === 'prepare-generation') {
+        build(m.generation).then((gen) => {
+          pending.set(gen.number, gen)
+          send({ type: 'generation-built', number: gen.number })
+        }, (err: unknown) => failed(m.generation.number, err))
+      } else if (m.type === 'commit-generation') {
+        const gen = pending.get(m.number)
+        pending.delete(m.number)
+        if (gen === undefined) failed(m.number, new Error(`generation ${m.number} was not built here`))
+        else switchTo(gen)
+      } else if (m.type === 'abort-generation') {
+        const gen = pending.get(m.number)
+        pending.delete(m.number)
+        if (gen !== undefined) void closeInstances(gen.instances, log)
+      } else if (m.type === 'generation') {
+        // Catch-up for a thread that started while an update was being applied.
+        build(m.generation).then(switchTo, (err: unknown) => failed(m.generation.number, err))
       } else if (m.type === 'drain') {
         state.draining = true
         // Stop accepting (this closes only our own socket), and let idle keep-alive
@@ -90,13 +116,14 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
         const deadline = setTimeout(() => server.closeAllConnections(), m.deadlineMs)
         deadline.unref()
         const check = setInterval(() => {
-          if (state.current.inFlight === 0) server.closeIdleConnections()
+          if (stats.read().inFlight === 0) server.closeIdleConnections()
         }, 50)
         server.once('close', () => {
           clearTimeout(deadline)
           clearInterval(check)
           void (async () => {
-            send({ type: 'drained', inFlight: state.current.inFlight })
+            send({ type: 'drained', inFlight: stats.read().inFlight })
+            stats.reset()
             await closeInstances(state.current.gen.instances, log)
             await pools.closeAll()
             await flushLogger(log)

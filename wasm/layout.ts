@@ -51,7 +51,7 @@
 export const PAGE_BYTES = 65536
 
 /** Layout version: bump on any change to this file; the WASM module and JS must agree. */
-export const LAYOUT_VERSION = 3
+export const LAYOUT_VERSION = 4
 
 /** "TOLL" (bytes 54 4f 4c 4c) read as a little-endian u32: marks a memory made by createSharedMemory(). */
 export const MAGIC = 0x4c4c4f54
@@ -95,6 +95,26 @@ export const HDR_COUNTER_MASK = HEADER_OFFSET + 24
 export const HDR_RESERVED = HEADER_OFFSET + 28
 /** Bytes of named header fields and reserved words: 16 u32 words. */
 export const HEADER_FIELD_BYTES = 64
+
+/*
+ * Per-worker stats, in the header page after the fields: one 64-byte cache line per worker
+ * slot, so workers updating their own counts never share a line (no false sharing). Each
+ * worker writes only its own line with Atomics; the acceptor reads them for GET /status.
+ *   +0 u32 generation the worker serves new requests under (0: not serving)
+ *   +4 u32 requests in flight (all generations)
+ *   +8 u32 requests served (wraps)
+ */
+export const WORKER_STATS_OFFSET = HEADER_OFFSET + 4096
+/** Bytes per worker's stats line. */
+export const WORKER_STATS_BYTES = 64
+/** Most worker slots the stats area holds (the config allows at most 256 workers). */
+export const WORKER_STATS_MAX = 256
+/** Stats field: generation. */
+export const WORKER_STAT_GENERATION = 0
+/** Stats field: requests in flight. */
+export const WORKER_STAT_IN_FLIGHT = 4
+/** Stats field: requests served. */
+export const WORKER_STAT_SERVED = 8
 
 /** HDR_IP_LIVE value: table A is live. */
 export const IP_TABLE_LIVE_A = 0

@@ -64,3 +64,12 @@ export interface GatewayControl {
   rollback: (version: number, actor: Actor) => Promise<UpdateResult>
   status: () => GatewayStatus
 }
+
+/** What the control plane needs of a version store (src/control/store.ts on disk, or in memory). */
+export interface Versions {
+  latest: () => ConfigVersion | undefined
+  get: (version: number) => ConfigVersion | undefined
+  list: () => ConfigVersion[]
+  append: (v: Omit<ConfigVersion, 'version'> & { version?: number }) => Promise<ConfigVersion>
+  close: () => Promise<void>
+}
