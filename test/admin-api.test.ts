@@ -269,6 +269,11 @@ t.test('GET /config: masked, ETag, no way to unmask', async (t) => {
     t.equal(res.body.config.routes[0].plugins[0].config.key, 'ip', '`key` in rate-limit is not a secret')
     t.match(res.body, { version: 1, generation: 1, actor: 'startup', appliedAt: new Date(0).toISOString() })
   }
+  const own = await start(t, withTokens, {}, { ...baseConfig(), admin: { port: 9901, ...withTokens } })
+  const ownRes = await call(own, 'GET', '/config', { token: ALICE })
+  t.notMatch(ownRes.text, ALICE, "the admin block's own tokens are masked")
+  t.notMatch(ownRes.text, BOB)
+  t.equal(ownRes.body.config.admin.port, 9901)
   const head = await request(`${r.url}/config`, { method: 'HEAD', headers: { authorization: `Bearer ${ALICE}` } })
   t.equal(head.statusCode, 200)
   t.equal(await head.body.text(), '')
