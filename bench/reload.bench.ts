@@ -1,0 +1,107 @@
+// Time from PUT /config to every worker on the new generation (the PUT answers only after
+// all workers acknowledged the switch), with N workers, R routes and C CIDRs, and the
+// latency of traffic while updates stream in vs steady state. Everything on 127.0.0.1;
+// every process started here is stopped by PID.
+//
+//   node dist/bench/reload.bench.js [--workers 4] [--routes 1000] [--cidrs 100000] [--updates 20]
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { Pool, request } from 'undici'
+
+const { values } = parseArgs({
+  options: { workers: { type: 'string', default: '4' }, routes: { type: 'string', default: '1000' }, cidrs: { type: 'string', default: '100000' }, updates: { type: 'string', default: '20' } }
+})
+const WORKERS = Number(values.workers)
+const ROUTES = Number(values.routes)
+const CIDRS = Number(values.cidrs)
+const UPDATES = Number(values.updates)
+const root = fileURLToPath(new URL('../../', import.meta.url))
+
+function config (upstream: string, n: number): unknown {
+  const deny: string[] = []
+  for (let i = 0; i < CIDRS; i++) deny.push(`${11 + (i >>> 16)}.${(i >>> 8) & 255}.${i & 255}.${n % 2 === 0 ? 1 : 2}`)
+  const routes = []
+  for (let r = 0; r < ROUTES; r++) routes.push({ name: `r${r}`, match: { path: `/r${r}` }, upstream })
+  routes.push({ name: 'all', match: { path: '/' }, upstream, plugins: [{ name: 'ip-filter', config: { deny } }] })
+  return { listen: { host: '127.0.0.1', port: 0 }, workers: WORKERS, logLevel: 'warn', admin: { port: 0 }, routes }
+}
+
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN }
+const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? NaN }
+
+async function main (): Promise<void> {
+  const upstream = createServer((_q, r) => r.end('ok'))
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  const upUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-bench-'))
+  writeFileSync(join(dir, 'gateway.json'), JSON.stringify(config(upUrl, 0)))
+  const gw = spawn(process.execPath, [join(root, 'bin/tollgate.js'), '--config', join(dir, 'gateway.json')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const stop = (): void => { if (gw.exitCode === null) gw.kill('SIGKILL') }
+  process.on('exit', stop)
+  try {
+    const listening = await new Promise<{ port: number, admin: { port: number } }>((resolve, reject) => {
+      let buf = ''
+      gw.stdout.on('data', (d: Buffer) => {
+        buf += d.toString()
+        for (const line of buf.split('\n')) if (line.includes('"msg":"listening"')) resolve(JSON.parse(line) as never)
+      })
+      gw.once('exit', (code) => reject(new Error(`gateway exited ${String(code)}`)))
+      setTimeout(() => reject(new Error('gateway did not start in 120 s')), 120_000).unref()
+    })
+    const base = `http://127.0.0.1:${listening.port}`
+    const adminUrl = `http://127.0.0.1:${listening.admin.port}/config`
+    const pool = new Pool(base, { connections: 16 })
+    const latencies: number[] = []
+    let phase: 'steady' | 'updates' | 'done' = 'steady'
+    const steady: number[] = []
+    const during: number[] = []
+    let errors = 0
+    const load = async (): Promise<void> => {
+      while (phase !== 'done') {
+        const t0 = performance.now()
+        try {
+          const r = await pool.request({ path: '/x', method: 'GET' })
+          await r.body.dump()
+          if (r.statusCode !== 200) errors++
+        } catch { errors++ }
+        const ms = performance.now() - t0
+        if (phase === 'steady') steady.push(ms)
+        else if (phase === 'updates') during.push(ms)
+        // A paced load, far below the knee: latency, not throughput, is measured here.
+        await new Promise((resolve) => setTimeout(resolve, 2))
+      }
+    }
+    const loaders = Array.from({ length: 8 }, load)
+    await new Promise((resolve) => setTimeout(resolve, 3000))
+    phase = 'updates'
+    const bodies = [JSON.stringify(config(upUrl, 1)), JSON.stringify(config(upUrl, 2))]
+    for (let i = 0; i < UPDATES; i++) {
+      const t0 = performance.now()
+      const r = await request(adminUrl, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: bodies[i % 2] })
+      const text = await r.body.text()
+      if (r.statusCode !== 200) throw new Error(`update ${i} failed: ${r.statusCode} ${text.slice(0, 300)}`)
+      latencies.push(performance.now() - t0)
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, 1000 - (performance.now() - t0))))
+    }
+    phase = 'done'
+    await Promise.all(loaders)
+    await pool.close()
+    console.log(`reload bench: ${WORKERS} workers, ${ROUTES} routes, ${CIDRS} CIDRs, ${UPDATES} updates at 1/s`)
+    console.log(`PUT -> every worker switched: median ${median(latencies).toFixed(0)} ms, min ${Math.min(...latencies).toFixed(0)}, max ${Math.max(...latencies).toFixed(0)}`)
+    console.log(`traffic p50/p99 steady: ${median(steady).toFixed(2)} / ${pct(steady, 0.99).toFixed(2)} ms (${steady.length} requests)`)
+    console.log(`traffic p50/p99 during updates: ${median(during).toFixed(2)} / ${pct(during, 0.99).toFixed(2)} ms (${during.length} requests); p99 ratio ${(pct(during, 0.99) / pct(steady, 0.99)).toFixed(2)}`)
+    console.log(`errors or non-200: ${errors}`)
+  } finally {
+    stop()
+    upstream.close()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+main().catch((err: unknown) => { console.error(err); process.exitCode = 1 })
