@@ -29,11 +29,13 @@ function config (upstream: string, n: number): unknown {
   const routes = []
   for (let r = 0; r < ROUTES; r++) routes.push({ name: `r${r}`, match: { path: `/r${r}` }, upstream })
   routes.push({ name: 'all', match: { path: '/' }, upstream, plugins: [{ name: 'ip-filter', config: { deny } }] })
-  return { listen: { host: '127.0.0.1', port: 0 }, workers: WORKERS, logLevel: 'warn', admin: { port: 0 }, routes }
+  return { listen: { host: '127.0.0.1', port: 0 }, workers: WORKERS, logLevel: 'info', admin: { port: 0 }, routes }
 }
 
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length / 2)] ?? NaN }
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(s.length * p))] ?? NaN }
+
+const phases: Array<[number, number, number]> = []
 
 async function main (): Promise<void> {
   const upstream = createServer((_q, r) => r.end('ok'))
@@ -49,7 +51,14 @@ async function main (): Promise<void> {
       let buf = ''
       gw.stdout.on('data', (d: Buffer) => {
         buf += d.toString()
-        for (const line of buf.split('\n')) if (line.includes('"msg":"listening"')) resolve(JSON.parse(line) as never)
+        for (const line of buf.split('\n')) {
+          if (line.includes('"msg":"listening"')) resolve(JSON.parse(line) as never)
+          if (line.includes('"msg":"policy update applied"')) {
+            const l = JSON.parse(line) as { prepareMs: number, publishMs: number, storeMs: number }
+            phases.push([l.prepareMs, l.publishMs, l.storeMs])
+          }
+        }
+        buf = buf.slice(buf.lastIndexOf('\n') + 1)
       })
       gw.once('exit', (code) => reject(new Error(`gateway exited ${String(code)}`)))
       setTimeout(() => reject(new Error('gateway did not start in 120 s')), 120_000).unref()
@@ -97,6 +106,7 @@ async function main (): Promise<void> {
     console.log(`traffic p50/p99 steady: ${median(steady).toFixed(2)} / ${pct(steady, 0.99).toFixed(2)} ms (${steady.length} requests)`)
     console.log(`traffic p50/p99 during updates: ${median(during).toFixed(2)} / ${pct(during, 0.99).toFixed(2)} ms (${during.length} requests); p99 ratio ${(pct(during, 0.99) / pct(steady, 0.99)).toFixed(2)}`)
     console.log(`errors or non-200: ${errors}`)
+    if (phases.length > 0) console.log(`phases (median ms): prepare ${median(phases.map((p) => p[0]))}, publish ${median(phases.map((p) => p[1]))}, store ${median(phases.map((p) => p[2]))}`)
   } finally {
     stop()
     upstream.close()

@@ -74,9 +74,12 @@ export class Control implements GatewayControl {
       return refused(err)
     }
     let generation: number
+    const timings = { prepareMs: 0, publishMs: 0, storeMs: 0 }
     try {
       const next = await this.#acceptor.prepareNext({ source: opts.source ?? `<${actor}>`, dir: this.#dir, value: raw })
+      timings.prepareMs = Math.round(performance.now() - started)
       generation = await this.#acceptor.publish(next)
+      timings.publishMs = Math.round(performance.now() - started) - timings.prepareMs
     } catch (err) {
       const r = refused(err)
       if (!r.ok) {
@@ -88,7 +91,8 @@ export class Control implements GatewayControl {
     const v = await this.#store.append({ raw, appliedAt: new Date().toISOString(), actor, reason: opts.reason ?? action, generation })
     this.#audit?.record({ actor, action, result: 'applied', versionBefore: before?.version, versionAfter: v.version, generation, summary })
     const ms = performance.now() - started
-    this.#log.info({ actor, version: v.version, generation, ms: Math.round(ms) }, 'policy update applied')
+    timings.storeMs = Math.round(ms) - timings.prepareMs - timings.publishMs
+    this.#log.info({ actor, version: v.version, generation, ms: Math.round(ms), ...timings }, 'policy update applied')
     return { ok: true, version: v.version, generation, summary, ms }
   }
 
