@@ -48,9 +48,9 @@ export async function createSharedState (): Promise<SharedState> {
 export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory)): Promise<PreparedConfig> {
   const config = validateGatewayConfig(raw)
   const { modules, plugins } = await loadPlugins(config, raw.source, raw.dir)
-  const { prepared, ipSets } = await runPrepare(config, plugins, raw.source, raw.dir, log)
+  const { prepared, ipTable } = await runPrepare(config, plugins, raw.source, raw.dir, log)
   try {
-    writeIpTable(shared.memory, region, ipSets)
+    writeIpTable(shared.memory, region, ipTable)
   } catch (err) {
     if (!(err instanceof IpTableError)) throw err
     throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.message}`] })

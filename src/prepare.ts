@@ -2,6 +2,8 @@ import type { Logger } from 'pino'
 import type { GatewayConfig } from './config-schema.js'
 import { codes, GatewayError } from './errors.js'
 import { CidrError, parseCidr } from './ip/parse.js'
+import { compileIpSets, IpTableError } from './ip/table-writer.js'
+import type { CompiledIpTable } from './ip/table-writer.js'
 import type { Plugin } from './plugin.js'
 import { globalPipeline, pipelineFor } from './plugin-loader.js'
 import type { PipelineEntry } from './plugin-loader.js'
@@ -12,6 +14,8 @@ export interface PrepareResult {
   prepared: Record<string, unknown>
   /** CIDR lists to compile into the IP table, in set-id order. */
   ipSets: Array<readonly string[]>
+  /** The same, compiled and checked: ready for writeIpTable(). */
+  ipTable: CompiledIpTable
 }
 
 /** Every enabled entry once (global entries are shared by the routes that run them). */
@@ -32,6 +36,7 @@ function entriesOf (cfg: GatewayConfig, plugins: Map<string, Plugin>): Array<{ e
 export async function runPrepare (cfg: GatewayConfig, plugins: Map<string, Plugin>, source: string, dir: string, log: Logger): Promise<PrepareResult> {
   const prepared: Record<string, unknown> = {}
   const ipSets: Array<readonly string[]> = []
+  const origins: Array<{ path: string, pointer: string }> = []
   const problems: string[] = []
   for (const { entry, route } of entriesOf(cfg, plugins)) {
     const prepare = entry.plugin.prepare
@@ -42,15 +47,8 @@ export async function runPrepare (cfg: GatewayConfig, plugins: Map<string, Plugi
       configDir: dir,
       path: entry.path,
       ipSet (cidrs: readonly string[], pointer = '') {
-        cidrs.forEach((c, i) => {
-          try {
-            parseCidr(c)
-          } catch (err) {
-            if (!(err instanceof CidrError)) throw err
-            problems.push(`${source}: ${entry.path}/config${pointer}/${i}: ${err.message}`)
-          }
-        })
         ipSets.push(cidrs)
+        origins.push({ path: entry.path, pointer })
         return ipSets.length - 1
       }
     }
@@ -63,5 +61,24 @@ export async function runPrepare (cfg: GatewayConfig, plugins: Map<string, Plugi
     }
   }
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(source, problems.length, { details: problems })
-  return { prepared, ipSets }
+  // Compiling checks every CIDR (the fast path of a 100k list); only when it fails are the
+  // lists walked entry by entry, to report every bad entry at its own JSON path.
+  try {
+    return { prepared, ipSets, ipTable: compileIpSets(ipSets) }
+  } catch (err) {
+    if (!(err instanceof IpTableError)) throw err
+    ipSets.forEach((cidrs, s) => {
+      const o = origins[s] as { path: string, pointer: string }
+      cidrs.forEach((c, i) => {
+        try {
+          parseCidr(c)
+        } catch (e) {
+          if (!(e instanceof CidrError)) throw e
+          problems.push(`${source}: ${o.path}/config${o.pointer}/${i}: ${e.message}`)
+        }
+      })
+    })
+    if (problems.length === 0) problems.push(`${source}: ${err.message}`)
+    throw codes.GW_ERR_CONFIG_INVALID(source, problems.length, { details: problems })
+  }
 }
