@@ -4,7 +4,8 @@ import { Piscina } from 'piscina'
 import type { Logger } from 'pino'
 import type { RawConfig } from './config.js'
 import { validateGatewayConfig } from './config.js'
-import type { GatewayConfig } from './config-schema.js'
+import type { GatewayConfig, PluginRef } from './config-schema.js'
+import type { Plugin } from './plugin.js'
 import { codes, GatewayError, reviveError } from './errors.js'
 import { buildGeneration, closeInstances } from './generation.js'
 import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHost } from './listen.js'
@@ -26,6 +27,20 @@ export interface PreparedConfig {
   prepared: Record<string, unknown>
   /** The IP table region its sets were written to. */
   ipRegion: IpRegion
+  /** What worker threads get: the config without the keys plugins' prepare() consumed. */
+  workerConfig: GatewayConfig
+}
+
+/** The config minus every plugin entry's `preparedKeys` (see PluginDefinition). */
+function configForWorkers (config: GatewayConfig, plugins: Map<string, Plugin>): GatewayConfig {
+  const slim = (refs: PluginRef[]): PluginRef[] => refs.map((ref) => {
+    const keys = plugins.get(ref.name)?.preparedKeys
+    if (keys === undefined || keys.length === 0) return ref
+    const c = { ...ref.config }
+    for (const k of keys) delete c[k]
+    return { ...ref, config: c }
+  })
+  return { ...config, plugins: slim(config.plugins), routes: config.routes.map((r) => ({ ...r, plugins: slim(r.plugins) })) }
 }
 
 /** The shared memory and the acceptor's own WASM instance on it. */
@@ -55,7 +70,9 @@ export async function prepareConfig (raw: RawConfig, log: Logger, shared: Shared
     if (!(err instanceof IpTableError)) throw err
     throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.message}`] })
   }
-  const msg: GenerationMessage = { number: 0, config, configDir: raw.dir, modules, prepared, ipRegion: region }
+  const workerConfig = configForWorkers(config, plugins)
+  // The dry run sees exactly what the workers will see.
+  const msg: GenerationMessage = { number: 0, config: workerConfig, configDir: raw.dir, modules, prepared, ipRegion: region }
   try {
     const gen = await buildGeneration(msg, { mode: 'dry-run', log, hotPath: shared.hotPath })
     await closeInstances(gen.instances, log)
@@ -66,7 +83,7 @@ export async function prepareConfig (raw: RawConfig, log: Logger, shared: Shared
     }
     throw err
   }
-  return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region }
+  return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
 }
 
 interface Slot {
@@ -149,7 +166,7 @@ export class Acceptor {
 
   #message (): GenerationMessage {
     const p = this.#prepared
-    return { number: this.#generation, config: p.config, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion }
+    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion }
   }
 
   async start (): Promise<ListeningInfo> {
@@ -270,7 +287,7 @@ export class Acceptor {
    */
   async publish (next: PreparedConfig): Promise<number> {
     const number = this.#generation + 1
-    const msg: GenerationMessage = { number, config: next.config, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
+    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
     const slots = this.#slots.filter((s) => s.ready)
     const built = await this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
     const failures = built.filter((r) => r.m.type === 'generation-failed')

@@ -33,6 +33,10 @@ export function definePlugin<C = Record<string, unknown>> (def: PluginDefinition
   if (def.dependencies !== undefined && (!Array.isArray(def.dependencies) || def.dependencies.some((d) => typeof d !== 'string'))) {
     throw new TypeError(`definePlugin('${def.name}'): dependencies must be an array of plugin names`)
   }
+  if (def.preparedKeys !== undefined && (!Array.isArray(def.preparedKeys) || def.preparedKeys.some((k) => typeof k !== 'string'))) {
+    throw new TypeError(`definePlugin('${def.name}'): preparedKeys must be an array of config key names`)
+  }
+  if (def.prepare !== undefined && typeof def.prepare !== 'function') throw new TypeError(`definePlugin('${def.name}'): prepare must be a function`)
   return Object.freeze({ ...def, schema: def.schema as JsonSchema, [kPluginMeta]: true as const })
 }
 

@@ -185,6 +185,10 @@ export interface PluginDefinition<C = Record<string, unknown>> {
   /** Runs once per generation in the acceptor, before `create()`; its result (structured-
    *  cloneable) reaches every worker's `create()` as `api.prepared`. */
   prepare?: (config: C, api: PrepareApi) => unknown
+  /** Config keys only prepare() reads (large lists it compiles into shared memory): they
+   *  are left out of the copy sent to worker threads, so an update does not clone them to
+   *  every thread. `create()` then sees the config without them. */
+  preparedKeys?: readonly string[]
   /** Runs once per worker per config generation. Parse everything here, not per request. */
   create: (config: C, api: PluginApi) => PluginHooks | Promise<PluginHooks>
   /** Free-form description shown by `tollgate --help`. */

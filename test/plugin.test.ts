@@ -12,7 +12,9 @@ t.test('definePlugin checks shape with a TypeError', async (t) => {
     ['schema not an object', { ...good, schema: 'x' }],
     ['create missing', { ...good, create: undefined }],
     ['bad semver range', { ...good, tollgate: 'not-a-range' }],
-    ['dependencies not strings', { ...good, dependencies: [1] }]
+    ['dependencies not strings', { ...good, dependencies: [1] }],
+    ['preparedKeys not strings', { ...good, preparedKeys: [1] }],
+    ['prepare not a function', { ...good, prepare: 'x' }]
   ]
   for (const [name, def] of bad) t.throws(() => definePlugin(def as never), TypeError, name)
   t.ok(Object.isFrozen(definePlugin(good)), 'the result is frozen')

@@ -11,5 +11,7 @@ export default definePlugin<IpFilterConfig>({
   schema,
   description: 'Allow/deny lists of IPv4 and IPv6 CIDRs (deny wins), inline or from files, any size',
   prepare: (config, api) => prepareIpFilter(config, api),
+  // The lists live in the shared IP table after prepare(); workers need only `status`.
+  preparedKeys: ['allow', 'deny', 'allowFile', 'denyFile'],
   create: (config, api) => createIpFilter(config, api)
 })
