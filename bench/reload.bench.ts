@@ -15,20 +15,28 @@ import { parseArgs } from 'node:util'
 import { Pool, request } from 'undici'
 
 const { values } = parseArgs({
-  options: { workers: { type: 'string', default: '4' }, routes: { type: 'string', default: '1000' }, cidrs: { type: 'string', default: '100000' }, updates: { type: 'string', default: '20' } }
+  options: { workers: { type: 'string', default: '4' }, routes: { type: 'string', default: '1000' }, cidrs: { type: 'string', default: '100000' }, updates: { type: 'string', default: '20' }, inline: { type: 'boolean', default: false } }
 })
 const WORKERS = Number(values.workers)
 const ROUTES = Number(values.routes)
 const CIDRS = Number(values.cidrs)
 const UPDATES = Number(values.updates)
+/** CIDRs inline in the config (--inline) or, the usual way for big lists, in a file. */
+const INLINE = values.inline === true
+let listDir = ''
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
 function config (upstream: string, n: number): unknown {
-  const deny: string[] = []
-  for (let i = 0; i < CIDRS; i++) deny.push(`${11 + (i >>> 16)}.${(i >>> 8) & 255}.${i & 255}.${n % 2 === 0 ? 1 : 2}`)
+  const list: string[] = []
+  for (let i = 0; i < CIDRS; i++) list.push(`${11 + (i >>> 16)}.${(i >>> 8) & 255}.${i & 255}.${n % 2 === 0 ? 1 : 2}`)
+  let deny: Record<string, unknown> = { deny: list }
+  if (!INLINE) {
+    writeFileSync(join(listDir, `deny-${n % 2}.txt`), list.join('\n'))
+    deny = { denyFile: join(listDir, `deny-${n % 2}.txt`) }
+  }
   const routes = []
   for (let r = 0; r < ROUTES; r++) routes.push({ name: `r${r}`, match: { path: `/r${r}` }, upstream })
-  routes.push({ name: 'all', match: { path: '/' }, upstream, plugins: [{ name: 'ip-filter', config: { deny } }] })
+  routes.push({ name: 'all', match: { path: '/' }, upstream, plugins: [{ name: 'ip-filter', config: deny }] })
   return { listen: { host: '127.0.0.1', port: 0 }, workers: WORKERS, logLevel: 'info', admin: { port: 0 }, routes }
 }
 
@@ -42,6 +50,7 @@ async function main (): Promise<void> {
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
   const upUrl = `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-bench-'))
+  listDir = dir
   writeFileSync(join(dir, 'gateway.json'), JSON.stringify(config(upUrl, 0)))
   const gw = spawn(process.execPath, [join(root, 'bin/tollgate.js'), '--config', join(dir, 'gateway.json')], { stdio: ['ignore', 'pipe', 'inherit'] })
   const stop = (): void => { if (gw.exitCode === null) gw.kill('SIGKILL') }
@@ -101,7 +110,7 @@ async function main (): Promise<void> {
     phase = 'done'
     await Promise.all(loaders)
     await pool.close()
-    console.log(`reload bench: ${WORKERS} workers, ${ROUTES} routes, ${CIDRS} CIDRs, ${UPDATES} updates at 1/s`)
+    console.log(`reload bench: ${WORKERS} workers, ${ROUTES} routes, ${CIDRS} CIDRs ${INLINE ? 'inline' : 'in a file'}, ${UPDATES} updates at 1/s`)
     console.log(`PUT -> every worker switched: median ${median(latencies).toFixed(0)} ms, min ${Math.min(...latencies).toFixed(0)}, max ${Math.max(...latencies).toFixed(0)}`)
     console.log(`traffic p50/p99 steady: ${median(steady).toFixed(2)} / ${pct(steady, 0.99).toFixed(2)} ms (${steady.length} requests)`)
     console.log(`traffic p50/p99 during updates: ${median(during).toFixed(2)} / ${pct(during, 0.99).toFixed(2)} ms (${during.length} requests); p99 ratio ${(pct(during, 0.99) / pct(steady, 0.99)).toFixed(2)}`)
