@@ -37,7 +37,8 @@ export async function flushDestination (dest: DestinationStream): Promise<void> 
   for (let i = 0; i < 500 && d.destroyed !== true && (d.fd === -1 || d._writing === true); i++) {
     await firstOf(d, d.fd === -1 ? ['ready', 'error'] : ['write', 'drain', 'error'], 10)
   }
-  if (d.destroyed === true) return
+  // Destroyed, or a file that never opened (its error is the owner's to report).
+  if (d.destroyed === true || d.fd === -1) return
   for (let attempt = 0; attempt < 50; attempt++) {
     try {
       d.flushSync()

@@ -154,30 +154,14 @@ export class AuditLog {
   }
 
   /**
-   * Everything recorded so far is in the file. flushDestination writes what is buffered
-   * synchronously; if an asynchronous write is in flight at that moment, the newer lines
-   * could land before the older ones. So first wait for the file to be open and for the write
-   * in flight to finish ('drain': nothing left); `_writing` is SonicBoom's own flag (without
-   * it this is a plain flush). Once both checks pass, flushDestination runs on the same tick
-   * (it does not await an open file), so no write can start in the gap.
-   * False when the file never opened (the error is kept for close()).
+   * Everything recorded so far is in the file (flushDestination waits for the file to open
+   * and for a write in flight, then writes the rest on the same tick, so lines stay in
+   * order). False when the file never opened (the error is kept for close()).
    */
   async #settle (): Promise<boolean> {
     const d = this.#dest
-    while (d.fd === -1 || d._writing === true) {
-      if (d.destroyed === true || (d.fd === -1 && this.#error !== undefined)) return false
-      const ev = d.fd === -1 ? 'ready' : 'drain'
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          d.off(ev, done)
-          d.off('error', done)
-          resolve()
-        }
-        d.on(ev, done)
-        d.on('error', done)
-      })
-    }
+    if (d.destroyed === true || (d.fd === -1 && this.#error !== undefined)) return false
     await flushDestination(d)
-    return true
+    return d.fd !== -1
   }
 }
