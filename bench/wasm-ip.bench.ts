@@ -21,6 +21,7 @@ import { createSharedMemory, loadHotPath } from '../src/shared-memory.js'
 import { formatIp, parseIp, V4, V6 } from '../src/ip/parse.js'
 import { createIpMatcher } from '../src/ip/matcher.js'
 import { compileIpSets, nextIpRegion, switchIpRegion, writeIpTable } from '../src/ip/table-writer.js'
+import { rng } from './lib/rng.js'
 
 const SIZES = [10, 10_000, 1_000_000]
 const ADDRESSES = 100_000
@@ -29,17 +30,6 @@ const BATCH_TARGET_MS = 20
 const BLOCKLIST_BUILD_BUDGET_MS = 30_000
 const BLOCKLIST_LOOKUP_BUDGET_MS = 5_000
 
-// mulberry32: deterministic, so every run measures the same sets and addresses.
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 const r = rng(20261128)
 const u32 = (): number => Math.floor(r() * 2 ** 32)
 

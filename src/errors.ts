@@ -104,8 +104,7 @@ export const codes = {
   GW_PLUGIN_FAILURE: createError('GW_PLUGIN_FAILURE', 'A policy failed while handling the request', 500),
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),
   GW_UPSTREAM_BAD_RESPONSE: createError('GW_UPSTREAM_BAD_RESPONSE', 'The upstream service sent an invalid response', 502),
-  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
-  GW_SHUTTING_DOWN: createError('GW_SHUTTING_DOWN', 'The gateway is shutting down', 503)
+  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504)
 } as const
 
 export type ErrorCode = keyof typeof codes

@@ -14,7 +14,6 @@ export interface HandlerState {
   /** The generation new requests start under. */
   current: LiveGeneration
   draining: boolean
-  maxHeadersCount: number
   log: Logger
   stats: WorkerStats
 }
@@ -87,9 +86,10 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, badPath)
       return
     }
-    if (req.rawHeaders.length / 2 > state.maxHeadersCount) {
+    const maxHeaders = live.gen.config.limits.maxHeadersCount
+    if (req.rawHeaders.length / 2 > maxHeaders) {
       res.setHeader('connection', 'close')
-      ctx.gatewayReply(431, codes.GW_BAD_REQUEST.code, `more than ${state.maxHeadersCount} header lines`)
+      ctx.gatewayReply(431, codes.GW_BAD_REQUEST.code, `more than ${maxHeaders} header lines`)
       return
     }
 

@@ -42,7 +42,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const stats = new WorkerStats(task.memory, task.slot)
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
-  const state: HandlerState = { current: live(first), draining: false, maxHeadersCount: first.config.limits.maxHeadersCount, log, stats }
+  const state: HandlerState = { current: live(first), draining: false, log, stats }
   const server = createHttpServer(first.config)
   let served = 0
   const handler = createRequestHandler(state)
@@ -72,7 +72,6 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const switchTo = (gen: Generation): void => {
     const old = state.current
     state.current = live(gen)
-    state.maxHeadersCount = gen.config.limits.maxHeadersCount
     stats.setGeneration(gen.number)
     retire(old)
     send({ type: 'generation-applied', number: gen.number })

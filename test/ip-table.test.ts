@@ -10,6 +10,7 @@ import {
 } from '../src/ip/table-writer.js'
 import type { IpRegion, IpSetInput } from '../src/ip/table-writer.js'
 import * as layout from '../wasm/layout.js'
+import { rng } from '../bench/lib/rng.js'
 
 const {
   HDR_IP_LIVE, HEADER_OFFSET, IP_TABLE_A_OFFSET, IP_TABLE_B_OFFSET, IP_TABLE_BYTES, IP_TABLE_LIVE_A, IP_TABLE_LIVE_B,
@@ -332,17 +333,6 @@ t.test('sets that do not fit a region are refused, saying how many ranges fit', 
 
 /* ---------------- differential: WASM vs the plain-JS reference ---------------- */
 
-// Deterministic PRNG (mulberry32), so a failure can be replayed.
-function rng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 2 ** 32
-  }
-}
 
 function v4Text (v: number): string {
   return `${v >>> 24}.${(v >>> 16) & 255}.${(v >>> 8) & 255}.${v & 255}`

@@ -112,7 +112,7 @@ t.test('invalid updates are refused whole; the running config stays', async (t) 
     t.equal(res.headers['x-tollgate-generation'], '1', `${name}: on the old generation`)
   }
   const versions = await admin(gw, 'GET', '/config/versions')
-  t.equal((versions.body as unknown as Json[]).length ?? (versions.body.versions as Json[]).length, 1, 'no version was added')
+  t.equal((versions.body.versions as Json[]).length, 1, 'no version was added')
 })
 
 t.test('file edits and SIGHUP reload; admin changes persist across a restart; rollback', async (t) => {
@@ -158,7 +158,7 @@ t.test('file edits and SIGHUP reload; admin changes persist across a restart; ro
   await r.body.text()
   t.equal(r.statusCode, 403, 'after a restart the last applied version runs, not the file')
   const versions = await admin(again, 'GET', '/config/versions')
-  const list = (Array.isArray(versions.body) ? versions.body : versions.body.versions) as Json[]
+  const list = versions.body.versions as Json[]
   const first = list.at(-1) as Json
   const rb = await admin(again, 'POST', '/config/rollback', { version: first.version })
   t.equal(rb.status, 200, 'rollback to the first version')

@@ -155,7 +155,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       res.end(finish)
     },
     onResponseError (_c, err) {
-      failed(ctx, err, route)
+      failed(ctx, err)
       finish()
     }
   }
@@ -173,7 +173,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 }
 
 /** Map an upstream failure to the client's answer: 502 / 504, or a reset once bytes went out. */
-function failed (ctx: Context, err: Error, _route: ProxyRoute): void {
+function failed (ctx: Context, err: Error): void {
   const res = ctx.res
   if (ctx.outcome.aborted) return
   const code = (err as NodeJS.ErrnoException).code ?? ''
