@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, resolve } from 'node:path'
 import { createIpMatcher } from '../../src/ip/matcher.js'
+import { parseIp } from '../../src/ip/parse.js'
 import type { PluginApi, PluginHooks, PrepareApi, RequestContext } from '../../src/types.js'
 import type { IpFilterConfig, IpFilterPrepared } from './schema.js'
 
@@ -47,15 +48,17 @@ export function createIpFilter (config: IpFilterConfig, api: PluginApi): PluginH
   const matcher = createIpMatcher(api.shared.hotPath, api.shared.ipRegion)
   const { allow, deny } = sets
   const status = config.status
+  // The address is parsed once per request into this scratch, then matched against both lists.
+  const words = new Uint32Array(4)
   return {
     onRequest (ctx: RequestContext) {
-      const ip = ctx.client.ip
+      const family = parseIp(ctx.client.ip, words)
       if (deny >= 0) {
-        const hit = matcher.contains(deny, ip)
+        const hit = matcher.containsParsed(deny, family, words)
         if (hit !== false) return ctx.reply(status, { code: hit === undefined ? 'IP_INVALID' : 'IP_DENIED', detail: 'the client address is not allowed' })
       }
       if (allow >= 0) {
-        const hit = matcher.contains(allow, ip)
+        const hit = matcher.containsParsed(allow, family, words)
         if (hit !== true) return ctx.reply(status, { code: hit === undefined ? 'IP_INVALID' : 'IP_NOT_ALLOWED', detail: 'the client address is not allowed' })
       }
     }
