@@ -61,7 +61,7 @@ export async function createSharedState (): Promise<SharedState> {
  * closed). Throws GW_ERR_CONFIG_INVALID with `file: /path: reason` details.
  */
 export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory)): Promise<PreparedConfig> {
-  const config = validateGatewayConfig(raw)
+  const config = validateGatewayConfig(raw, { warn: (msg) => log.warn(msg) })
   const { modules, plugins } = await loadPlugins(config, raw.source, raw.dir)
   const { prepared, ipTable } = await runPrepare(config, plugins, raw.source, raw.dir, log)
   try {

@@ -104,6 +104,77 @@ const upstream = {
   ]
 } as const
 
+/** Ids and group names travel upstream in headers: only characters safe there. */
+const identifier = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$' } as const
+
+const consumer = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id'],
+  properties: {
+    id: { ...identifier, description: 'Sent upstream in X-Consumer-Id; used in logs and rate-limit keys' },
+    groups: { type: 'array', uniqueItems: true, items: identifier, default: [], description: 'For acl allow/deny; sent upstream in X-Consumer-Groups' },
+    scopes: { type: 'array', uniqueItems: true, items: { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' }, default: [], description: 'Scopes granted to this consumer when it authenticates with an API key' },
+    credentials: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        keys: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            properties: {
+              digest: { type: 'string', pattern: '^sha256:[0-9a-f]{64}$', description: 'sha256:<hex> of the key (tollgate hash-key <key> prints it)' },
+              key: { type: 'string', minLength: 16, maxLength: 512, description: 'A plain key: hashed at load, with a warning. Prefer digest' },
+              name: { type: 'string', minLength: 1, maxLength: 64, description: 'A label for logs (which of the keys was used)' }
+            },
+            description: 'Exactly one of digest and key'
+          },
+          default: []
+        },
+        subjects: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['issuer', 'subject'],
+            properties: {
+              issuer: { type: 'string', minLength: 1, description: "The token's iss (jwt-auth), or the oauth2-introspection plugin's issuer" },
+              subject: { type: 'string', minLength: 1, description: "The value of the plugin's consumer claim (default: sub)" }
+            }
+          },
+          default: [],
+          description: 'Token identities (JWT or introspected) that are this consumer'
+        }
+      },
+      default: {}
+    }
+  }
+} as const
+
+const headerName = { type: 'string', pattern: "^[A-Za-z0-9!#$%&'*+.^_`|~-]+$" } as const
+
+const identity = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    headers: {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        id: { ...headerName, default: 'X-Consumer-Id' },
+        groups: { ...headerName, default: 'X-Consumer-Groups' },
+        scope: { ...headerName, default: 'X-Authenticated-Scope' },
+        anonymous: { ...headerName, default: 'X-Anonymous-Consumer' }
+      },
+      default: {},
+      description: 'Headers that tell the upstream who called. Whatever a client sends under these names is always removed'
+    }
+  },
+  default: {}
+} as const
+
 const route = {
   type: 'object',
   additionalProperties: false,
@@ -137,6 +208,7 @@ const route = {
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
     timeouts: routeTimeouts,
     clientIp: routeClientIp,
+    anonymous: { ...identifier, description: 'A consumer id given to requests that send no credentials, instead of a 401' },
     plugins: { type: 'array', items: pluginRef, default: [] }
   }
 } as const
@@ -185,6 +257,8 @@ export const gatewaySchema = {
       },
       default: {}
     },
+    consumers: { type: 'array', items: consumer, default: [], description: 'Who may call: ids, groups and credentials' },
+    identity,
     plugins: { type: 'array', items: pluginRef, default: [], description: 'Global plugins: every route runs these' },
     routes: { type: 'array', items: route, description: 'Routes, matched by host, path and method' }
   }
@@ -212,6 +286,7 @@ export interface RouteConfig {
   timeouts: TimeoutsConfig
   /** Always complete after validation: the global block merged under the route's own. */
   clientIp: ClientIpConfig
+  anonymous?: string
   plugins: PluginRef[]
 }
 
@@ -239,6 +314,19 @@ export interface GatewayConfig {
   clientIp: ClientIpConfig
   counters: { entries: number }
   admin: AdminConfig
+  consumers: ConsumerConfig[]
+  identity: { headers: { id: string, groups: string, scope: string, anonymous: string } }
   plugins: PluginRef[]
   routes: RouteConfig[]
+}
+
+/** A consumer after validation: plain keys are replaced by their digests. */
+export interface ConsumerConfig {
+  id: string
+  groups: string[]
+  scopes: string[]
+  credentials: {
+    keys: Array<{ digest: string, name?: string }>
+    subjects: Array<{ issuer: string, subject: string }>
+  }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { dirname, extname, resolve } from 'node:path'
@@ -47,7 +48,7 @@ export async function readConfigFile (file: string): Promise<RawConfig> {
  * `source: /json/path: reason`. Plugin configs are checked later, by the plugin loader,
  * once the plugins' own schemas are known.
  */
-export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
+export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: string) => void } = {}): GatewayConfig {
   const value = structuredClone(raw.value ?? {})
   if (!validateGateway(value)) {
     const lines = formatSchemaErrors(validateGateway.errors ?? [], value).map((l) => `${raw.source}: ${l}`)
@@ -72,6 +73,7 @@ export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
   }
   checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
   cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
+  problems.push(...checkConsumers(cfg, raw.source, opts.warn))
   const entries = (cfg as GatewayConfig).counters.entries
   if ((entries & (entries - 1)) !== 0) problems.push(`${raw.source}: /counters/entries: must be a power of two (1024, 2048, ... 2097152)`)
   const out = normalize(cfg)
@@ -81,6 +83,54 @@ export function validateGatewayConfig (raw: RawConfig): GatewayConfig {
   }
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(raw.source, problems.length, { details: problems })
   return out
+}
+
+/** `sha256:<hex>`: how API keys are stored and looked up. */
+export function keyDigest (key: string): string {
+  return 'sha256:' + createHash('sha256').update(key, 'utf8').digest('hex')
+}
+
+/**
+ * Consumers: unique ids, each key digest and token subject naming one consumer only, every
+ * route's anonymous consumer defined. Plain keys are replaced by their digests here, so a
+ * plain key never reaches a worker thread.
+ */
+function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string) => void): string[] {
+  const problems: string[] = []
+  const ids = new Map<string, number>()
+  const digests = new Map<string, string>()
+  const subjects = new Map<string, string>()
+  cfg.consumers.forEach((c, i) => {
+    const at = `${source}: /consumers/${i}`
+    if (ids.has(c.id)) problems.push(`${at}/id: consumer id '${c.id}' is used twice`)
+    ids.set(c.id, i)
+    const keys = c.credentials.keys as Array<{ digest?: string, key?: string, name?: string }>
+    keys.forEach((k, j) => {
+      if ((k.key === undefined) === (k.digest === undefined)) {
+        problems.push(`${at}/credentials/keys/${j}: give exactly one of digest and key`)
+        return
+      }
+      if (k.key !== undefined) {
+        warn?.(`${at}/credentials/keys/${j}: a plain API key in the config; store its digest instead: ${keyDigest(k.key)}`)
+        k.digest = keyDigest(k.key)
+        delete k.key
+      }
+      const d = k.digest as string
+      const owner = digests.get(d)
+      if (owner !== undefined) problems.push(`${at}/credentials/keys/${j}: the same key is already given to consumer '${owner}'`)
+      else digests.set(d, c.id)
+    })
+    c.credentials.subjects.forEach((s, j) => {
+      const key = s.issuer + '\u0000' + s.subject
+      const owner = subjects.get(key)
+      if (owner !== undefined) problems.push(`${at}/credentials/subjects/${j}: issuer '${s.issuer}' subject '${s.subject}' already names consumer '${owner}'`)
+      else subjects.set(key, c.id)
+    })
+  })
+  cfg.routes.forEach((r, i) => {
+    if (r.anonymous !== undefined && !ids.has(r.anonymous)) problems.push(`${source}: /routes/${i}/anonymous: no consumer has the id '${r.anonymous}'`)
+  })
+  return problems
 }
 
 function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig {

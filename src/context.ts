@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { Logger } from 'pino'
 import { sendReply } from './problem.js'
 import type { ResolvedClient } from './client-ip.js'
-import type { ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
 
 /** A fresh outcome record: what a request's log hooks read at the end. */
 export function newOutcome (): RequestOutcome {
@@ -10,6 +10,26 @@ export function newOutcome (): RequestOutcome {
 }
 
 const NO_ROUTE: RouteInfo = Object.freeze({ name: '', upstream: '' })
+/** An authn plugin's failure, with the plugin that reported it. */
+export interface ReportedFailure extends AuthFailure { plugin: string }
+
+const NO_VALUES: readonly string[] = Object.freeze([])
+const EMPTY: readonly string[] = Object.freeze([])
+const NO_CLAIMS = Object.freeze({})
+
+/** A consumer record from what a plugin said; a plugin bug (no id) fails the request. */
+export function makeConsumer (identity: ConsumerIdentity, via: string, anonymous: boolean): Consumer {
+  if (typeof identity?.id !== 'string' || identity.id === '') throw new TypeError(`authenticate(): the consumer id must be a non-empty string (plugin '${via}')`)
+  return Object.freeze({
+    id: identity.id,
+    groups: identity.groups ?? EMPTY,
+    scopes: identity.scopes ?? EMPTY,
+    claims: identity.claims ?? NO_CLAIMS,
+    anonymous,
+    via
+  })
+}
+
 const NO_PARAMS: Readonly<Record<string, string | undefined>> = Object.freeze({})
 
 /**
@@ -31,6 +51,10 @@ export class Context implements RequestContext {
   readonly outcome: RequestOutcome = newOutcome()
   /** Name of the plugin whose hook is running, for `outcome.repliedBy`. */
   current = 'gateway'
+  /** Failures the authn plugins reported, for the auth gate's answer. */
+  authFailures: ReportedFailure[] | undefined
+  /** The query string to send upstream, when a plugin replaced it. */
+  upstreamQuery: string | undefined
   upstreamSet: Map<string, string> | undefined
   upstreamRemove: Set<string> | undefined
   responseHeaders: Record<string, string | number | readonly string[]> | undefined
@@ -40,6 +64,7 @@ export class Context implements RequestContext {
   readonly #baseLog: Logger
   #log: Logger | undefined
   #replied = false
+  #consumer: Consumer | undefined
 
   /** The worker's flags; `draining` makes every response close its connection. */
   readonly #worker: { readonly draining: boolean }
@@ -59,6 +84,30 @@ export class Context implements RequestContext {
   }
 
   get replied (): boolean { return this.#replied }
+
+  get consumer (): Consumer | undefined { return this.#consumer }
+
+  authenticate (identity: ConsumerIdentity): void {
+    if (this.#consumer !== undefined) return
+    this.#consumer = makeConsumer(identity, this.current, false)
+  }
+
+  /** The auth gate's: the route's anonymous consumer. */
+  setAnonymous (identity: ConsumerIdentity): void {
+    if (this.#consumer === undefined) this.#consumer = makeConsumer(identity, 'gateway', true)
+  }
+
+  authFailed (failure: AuthFailure): void {
+    (this.authFailures ??= []).push({ ...failure, plugin: this.current })
+  }
+
+  headerValues (name: string): readonly string[] {
+    return this.req.headersDistinct[name.toLowerCase()] ?? NO_VALUES
+  }
+
+  setUpstreamQuery (query: string): void {
+    this.upstreamQuery = query
+  }
 
   /** Called just before response headers go out, by replies and by the proxy alike. */
   beforeHeaders (): void {

@@ -13,6 +13,10 @@ import type { PipelineEntry } from './plugin-loader.js'
 import { Router } from './router.js'
 import type { GenerationMessage, PluginHooks, RouteInfo } from './types.js'
 import { Balancer } from './upstream/balancer.js'
+import { createAuthGate, identityHeaderNames } from './auth/gate.js'
+import { consumersOf } from './auth/registry.js'
+import { PHASES } from './types.js'
+import type { RequestContext } from './types.js'
 import type { HotPath } from './shared-memory.js'
 import type { PoolRegistry } from './upstream/pools.js'
 import type { ProxyRoute, Target } from './upstream/proxy.js'
@@ -105,12 +109,22 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
     return hooks
   }
   const globalClient = createClientIpResolver(config.clientIp)
+  const strip: ReadonlySet<string> = new Set(identityHeaderNames(config.identity.headers))
+  const authnOrder = PHASES.indexOf('authn')
   try {
     const fallbackChain: Array<{ name: string, hooks: PluginHooks }> = []
     for (const e of globalPipeline(config, plugins)) fallbackChain.push({ name: e.plugin.name, hooks: await instantiate(e, undefined) })
     for (const route of config.routes) {
       const chain: Array<{ name: string, hooks: PluginHooks }> = []
-      for (const e of pipelineFor(config, route.name, plugins)) chain.push({ name: e.plugin.name, hooks: await instantiate(e, route.name) })
+      const entries = pipelineFor(config, route.name, plugins)
+      for (const e of entries) chain.push({ name: e.plugin.name, hooks: await instantiate(e, route.name) })
+      // A route that authenticates gets the auth gate right after its authn plugins.
+      if (route.anonymous !== undefined || entries.some((e) => e.plugin.authenticates === true)) {
+        const anonymous = route.anonymous === undefined ? undefined : consumersOf(config).byId.get(route.anonymous)
+        const gate = createAuthGate(anonymous, config.identity.headers)
+        const at = entries.findIndex((e) => PHASES.indexOf(e.plugin.phase) > authnOrder)
+        chain.splice(at === -1 ? chain.length : at, 0, { name: 'gateway', hooks: { onRequest: gate as unknown as (ctx: RequestContext) => void } })
+      }
       const targets = targetsOf(route)
       let proxy: ProxyRoute | undefined
       if (opts.mode === 'worker' && opts.pools !== undefined) {
@@ -129,7 +143,8 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
           stripSegments: route.stripPrefix ? segmentsOf(route.match.path) : 0,
           headersTimeout: route.timeouts.headers,
           bodyTimeout: route.timeouts.body,
-          proto: 'http'
+          proto: 'http',
+          strip
         }
       }
       const info: RouteInfo = Object.freeze({ name: route.name, upstream: targets.map((t) => t.url).join(',') })

@@ -19,3 +19,11 @@ export function connectionNominated (value: string | string[] | undefined): Set<
   }
   return out.size === 0 ? undefined : out
 }
+
+// RFC 9110 field-value characters, as Node checks them: HTAB, SP, VCHAR and obs-text.
+const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/
+
+/** True when `value` can be sent as a header value as is (no CR, LF, NUL or other controls). */
+export function isSafeHeaderValue (value: string): boolean {
+  return !UNSAFE_VALUE.test(value)
+}

@@ -36,6 +36,8 @@ export function definePlugin<C = Record<string, unknown>> (def: PluginDefinition
   if (def.preparedKeys !== undefined && (!Array.isArray(def.preparedKeys) || def.preparedKeys.some((k) => typeof k !== 'string'))) {
     throw new TypeError(`definePlugin('${def.name}'): preparedKeys must be an array of config key names`)
   }
+  if (def.authenticates !== undefined && typeof def.authenticates !== 'boolean') throw new TypeError(`definePlugin('${def.name}'): authenticates must be a boolean`)
+  if (def.authenticates === true && def.phase !== 'authn') throw new TypeError(`definePlugin('${def.name}'): a plugin that authenticates must run in phase 'authn'`)
   if (def.prepare !== undefined && typeof def.prepare !== 'function') throw new TypeError(`definePlugin('${def.name}'): prepare must be a function`)
   return Object.freeze({ ...def, schema: def.schema as JsonSchema, [kPluginMeta]: true as const })
 }

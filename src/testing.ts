@@ -12,7 +12,10 @@ import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
 import { checkPluginConfig } from './plugin-loader.js'
-import type { ClientInfo, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { ConsumerConfig, GatewayConfig } from './config-schema.js'
+import { makeConsumer } from './context.js'
+import { keyDigest } from './config.js'
 
 /** A made-up request for the harness. Every field is optional. */
 export interface FakeRequest {
@@ -38,6 +41,12 @@ export interface HarnessResult {
   responseHeaders: Record<string, string | number | readonly string[]>
   /** The request headers as they would go upstream (lower-case names). */
   upstreamHeaders: Record<string, string>
+  /** The query string as it would go upstream. */
+  upstreamQuery: string
+  /** The consumer an authn plugin authenticated, if any. */
+  consumer: Consumer | undefined
+  /** What an authn plugin reported with `ctx.authFailed()`. */
+  authFailures: AuthFailure[]
   ctx: RequestContext
 }
 
@@ -115,14 +124,22 @@ class FakeContext implements RequestContext {
   readonly #start = performance.now()
 
   readonly plugin: string
+  consumer: Consumer | undefined
+  authFailures: AuthFailure[] = []
+  upstreamQuery: string
+  readonly #distinct: Record<string, string[]> = {}
 
   constructor (req: FakeRequest, plugin: string, log: Logger) {
     this.plugin = plugin
     this.method = (req.method ?? 'GET').toUpperCase()
     this.path = req.path ?? '/'
     this.query = req.query ?? ''
+    this.upstreamQuery = this.query
     const headers: IncomingHttpHeaders = { host: 'gateway.test' }
-    for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v
+    for (const [k, v] of Object.entries(req.headers ?? {})) {
+      headers[k.toLowerCase()] = v
+      this.#distinct[k.toLowerCase()] = Array.isArray(v) ? v : [v]
+    }
     this.headers = headers
     this.upstream = {}
     for (const [k, v] of Object.entries(headers)) if (v !== undefined) this.upstream[k] = Array.isArray(v) ? v.join(', ') : v
@@ -146,9 +163,31 @@ class FakeContext implements RequestContext {
     for (const [k, v] of Object.entries(options?.headers ?? {})) this.response[k.toLowerCase()] = v
   }
 
+  authenticate (identity: ConsumerIdentity): void { this.consumer ??= makeConsumer(identity, this.plugin, false) }
+  authFailed (failure: AuthFailure): void { this.authFailures.push(failure) }
+  headerValues (name: string): readonly string[] { return this.#distinct[name.toLowerCase()] ?? [] }
+  setUpstreamQuery (query: string): void { this.upstreamQuery = query }
   setUpstreamHeader (name: string, value: string): void { this.upstream[name.toLowerCase()] = value }
   removeUpstreamHeader (name: string): void { this.upstream = Object.fromEntries(Object.entries(this.upstream).filter(([k]) => k !== name.toLowerCase())) }
   setResponseHeader (name: string, value: string | number | readonly string[]): void { this.response[name.toLowerCase()] = value }
+}
+
+export interface HarnessOptions {
+  log?: Logger
+  /** The gateway's `consumers:` (plain `key`s are hashed as the gateway does). */
+  consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }> } }>
+}
+
+function harnessConsumers (list: NonNullable<HarnessOptions['consumers']>): ConsumerConfig[] {
+  return list.map((c) => ({
+    id: c.id,
+    groups: c.groups ?? [],
+    scopes: c.scopes ?? [],
+    credentials: {
+      keys: (c.credentials?.keys ?? []).map((k) => ({ digest: k.digest ?? keyDigest(k.key ?? ''), name: k.name })),
+      subjects: c.credentials?.subjects ?? []
+    }
+  }))
 }
 
 /**
@@ -162,7 +201,7 @@ class FakeContext implements RequestContext {
  * t.equal(r.status, 400)
  * ```
  */
-export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<string, unknown> = {}, opts: { log?: Logger } = {}): Promise<Harness> {
+export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<string, unknown> = {}, opts: HarnessOptions = {}): Promise<Harness> {
   const shared = await harnessMemory()
   const ref: PluginRef = { name: plugin.name, enabled: true, config: structuredClone(config) }
   const problems = checkPluginConfig(plugin as unknown as Plugin, ref, '')
@@ -171,10 +210,24 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
   // prepare() runs as the acceptor would run it, its IP sets written to the harness's own
   // shared memory, so plugins that use the WASM tables work here too.
   const prepared = await runPrepareFor(plugin as unknown as Plugin, ref, shared)
+  const gateway: GatewayConfig = {
+    listen: { host: '127.0.0.1', port: 0 },
+    workers: 1,
+    logLevel: 'silent',
+    limits: {} as never,
+    timeouts: { connect: 5000, headers: 30000, body: 30000 },
+    clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 },
+    counters: { entries: 2097152 },
+    admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false },
+    consumers: harnessConsumers(opts.consumers ?? []),
+    identity: { headers: { id: 'X-Consumer-Id', groups: 'X-Consumer-Groups', scope: 'X-Authenticated-Scope', anonymous: 'X-Anonymous-Consumer' } },
+    plugins: [ref],
+    routes: []
+  }
   const hooks = checkHooks(plugin.name, await plugin.create(ref.config as never, {
     prepared,
     shared: { hotPath: shared.hotPath, ipRegion: HARNESS_REGION },
-    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway: { listen: { host: '127.0.0.1', port: 0 }, workers: 1, logLevel: 'silent', limits: {} as never, timeouts: { connect: 5000, headers: 30000, body: 30000 }, clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 }, counters: { entries: 2097152 }, admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false }, plugins: [ref], routes: [] }
+    log, generation: 1, mode: 'worker', route: 'test', configDir: process.cwd(), gateway
   }))
 
   return {
@@ -189,7 +242,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
           ? (typeof o.body === 'string' ? o.body : Buffer.from(o.body).toString())
           : { type: o?.type ?? 'about:blank', title: o?.title ?? STATUS_CODES[ctx.outcome.status], status: ctx.outcome.status, ...(o?.detail !== undefined ? { detail: o.detail } : {}), ...(o?.code !== undefined ? { code: o.code } : {}) }
       }
-      return { replied: ctx.replied, status: ctx.replied ? ctx.outcome.status : undefined, body, reply: ctx.replyOptions, responseHeaders: ctx.response, upstreamHeaders: ctx.upstream, ctx }
+      return { replied: ctx.replied, status: ctx.replied ? ctx.outcome.status : undefined, body, reply: ctx.replyOptions, responseHeaders: ctx.response, upstreamHeaders: ctx.upstream, upstreamQuery: ctx.upstreamQuery, consumer: ctx.consumer, authFailures: ctx.authFailures, ctx }
     },
     respond (result, status = 200, headers = {}) {
       const info = { status, headers: { ...headers, ...(result.responseHeaders as OutgoingHttpHeaders) } }

@@ -38,6 +38,49 @@ export interface ClientInfo {
   peerIp: string
 }
 
+/**
+ * Who is calling, as an authn plugin established it. Every later plugin, the access log
+ * and rate-limit keys read it from `ctx.consumer`.
+ */
+export interface Consumer {
+  /** The consumer's id: a configured consumer's, or the token's mapped claim. */
+  readonly id: string
+  readonly groups: readonly string[]
+  readonly scopes: readonly string[]
+  /** Verified token claims (JWT payload or introspection response); {} for API keys. */
+  readonly claims: Readonly<Record<string, unknown>>
+  /** True for the route's `anonymous` consumer (no credentials were sent). */
+  readonly anonymous: boolean
+  /** The plugin that authenticated the request ('gateway' for the anonymous consumer). */
+  readonly via: string
+}
+
+/** What an authn plugin passes to `ctx.authenticate()`. */
+export interface ConsumerIdentity {
+  id: string
+  groups?: readonly string[]
+  scopes?: readonly string[]
+  claims?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * What an authn plugin passes to `ctx.authFailed()`. The gateway answers once every authn
+ * plugin of the route had its turn and none authenticated the request.
+ */
+export interface AuthFailure {
+  /** 401 (default), 400 for an ambiguous request, 503 when the plugin could not decide. */
+  status?: 400 | 401 | 503
+  /** Reason code for the problem's `code` member and the access log. */
+  code: string
+  /** Human-readable reason. Never echo the credential here. */
+  detail: string
+  /** A `WWW-Authenticate` challenge, e.g. `Bearer realm="tollgate", error="invalid_token"`. */
+  challenge?: string
+  /** True when the request carried this plugin's kind of credential (a wrong one). A route's
+   *  anonymous consumer is given only to requests that presented no credential at all. */
+  presented: boolean
+}
+
 /** The route a request matched. */
 export interface RouteInfo {
   readonly name: string
@@ -60,6 +103,19 @@ export interface RequestContext {
   readonly route: RouteInfo
   /** Values of `:name` segments of the route pattern. */
   readonly params: Readonly<Record<string, string | undefined>>
+  /** Who is calling: set by the first authn plugin that accepts the request's credentials
+   *  (or the route's anonymous consumer); undefined before the authn phase and on routes
+   *  without authentication. */
+  readonly consumer: Consumer | undefined
+  /** Authn plugins: the credentials are good and name this consumer. The first call of a
+   *  request wins; later calls are ignored. */
+  authenticate (identity: ConsumerIdentity): void
+  /** Authn plugins: the credentials are missing or bad. Does not answer by itself: the next
+   *  authn plugin still gets its turn, and the gateway answers if none succeeds. */
+  authFailed (failure: AuthFailure): void
+  /** Every value of a request header, repeated header lines kept apart (for credentials,
+   *  where a repeated line must be refused, not joined or dropped). */
+  headerValues (name: string): readonly string[]
   /** Request id (set by the request-id plugin; '' when it is not used). */
   id: string
   /** Config generation the request runs under, start to end. */
@@ -76,6 +132,8 @@ export interface RequestContext {
   setUpstreamHeader (name: string, value: string): void
   /** Remove a header before it goes upstream. */
   removeUpstreamHeader (name: string): void
+  /** Replace the query string sent upstream (without `?`; '' for none). */
+  setUpstreamQuery (query: string): void
   /** Set a header on the response to the client, proxied or replied. */
   setResponseHeader (name: string, value: string | number | readonly string[]): void
   /** What happened, filled in as the request runs; complete in the `log` phase. */
@@ -189,6 +247,9 @@ export interface PluginDefinition<C = Record<string, unknown>> {
    *  are left out of the copy sent to worker threads, so an update does not clone them to
    *  every thread. `create()` then sees the config without them. */
   preparedKeys?: readonly string[]
+  /** True for a plugin that identifies callers (phase `authn`): its hook is skipped once an
+   *  earlier one authenticated the request, and the gateway answers 401 when none did. */
+  authenticates?: boolean
   /** Runs once per worker per config generation. Parse everything here, not per request. */
   create: (config: C, api: PluginApi) => PluginHooks | Promise<PluginHooks>
   /** Free-form description shown by `tollgate --help`. */

@@ -47,6 +47,7 @@ export function createAccessLog (config: AccessLogConfig, api: PluginApi): Plugi
         durationMs: Math.round(ctx.elapsed() * 1000) / 1000,
         client: ctx.client.ip,
         route: ctx.route.name,
+        consumer: ctx.consumer?.id,
         upstream: o.upstream,
         upstreamMs: o.upstreamMs === undefined ? undefined : Math.round(o.upstreamMs * 1000) / 1000,
         bytesIn: o.bytesIn,

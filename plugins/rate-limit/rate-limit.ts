@@ -25,8 +25,8 @@ function keyPart (spec: string): KeyPart {
   if (spec === 'consumer') {
     // No consumer (an anonymous request): count by address, as Kong does.
     return (ctx) => {
-      const c = ctx.state.consumer as { id?: unknown } | undefined
-      return typeof c?.id === 'string' ? 'c:' + c.id : 'ip:' + ctx.client.ip
+      const c = ctx.consumer
+      return c !== undefined && !c.anonymous ? 'c:' + c.id : 'ip:' + ctx.client.ip
     }
   }
   const header = spec.slice('header:'.length).toLowerCase()

@@ -25,11 +25,17 @@ export interface ProxyRoute {
   headersTimeout: number
   bodyTimeout: number
   proto: 'http' | 'https'
+  /** Client headers never passed on (lower-case): the identity headers the gateway sets. */
+  strip: ReadonlySet<string>
 }
 
 // Headers the gateway sets itself: whatever the client sent under these names is replaced,
 // never passed through, so a client cannot forge them.
 const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'])
+
+function queryPart (q: string): string {
+  return q === '' ? '' : '?' + q
+}
 
 function stripPath (path: string, segments: number): string {
   let i = 0
@@ -51,7 +57,7 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower)) continue
+    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower) || route.strip.has(lower)) continue
     if (nominated?.has(lower) === true) continue
     if (removed?.has(lower) === true || set?.has(lower) === true) continue
     out.push(name, raw[i + 1] as string)
@@ -117,7 +123,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   }
   res.once('close', onClose)
 
-  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + (ctx.query === '' ? '' : '?' + ctx.query)
+  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery ?? ctx.query)
   const body = hasBody(ctx) ? ctx.req : null
   // Counted from the framing: a 'data' listener here would start the stream flowing before
   // undici takes it, and bytes read before then would be lost.
