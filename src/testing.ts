@@ -26,6 +26,9 @@ export interface FakeRequest {
   client?: string
   route?: string
   params?: Record<string, string>
+  /** The consumer an earlier authn plugin established (for authz plugins); `anonymous: true`
+   *  makes it the route's anonymous consumer. */
+  consumer?: ConsumerIdentity & { anonymous?: boolean }
 }
 
 /** What the plugin did with the request. */
@@ -148,6 +151,7 @@ class FakeContext implements RequestContext {
     this.route = { name: req.route ?? 'test', upstream: 'http://upstream.test' }
     this.params = req.params ?? {}
     this.log = log.child({ plugin })
+    if (req.consumer !== undefined) this.consumer = makeConsumer(req.consumer, req.consumer.anonymous === true ? 'gateway' : 'test', req.consumer.anonymous === true)
   }
 
   get replied (): boolean { return this.#replied }
