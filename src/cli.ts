@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { createSharedState, prepareConfig } from './acceptor.js'
 import { serve } from './serve.js'
-import { configFromFlags, readConfigFile } from './config.js'
+import { configFromFlags, keyDigest, readConfigFile } from './config.js'
 import type { RawConfig } from './config.js'
 import { startDemo } from './demo.js'
 import { codes, GatewayError } from './errors.js'
@@ -20,6 +20,8 @@ Usage:
   tollgate validate FILE                     check a config file; exit 0 if good, 2 if not
   tollgate reload [--config FILE]            running gateway: apply FILE, or re-read its own file
   tollgate status                            running gateway: version, generation, workers, uptime
+  tollgate hash-key < keyfile                the sha256: digest of an API key read from stdin,
+                                             for consumers[].credentials.keys[].digest
 
 Options:
   -c, --config FILE        config file (YAML or JSON)
@@ -141,6 +143,17 @@ async function statusCommand (flags: Flags): Promise<number> {
   return 0
 }
 
+/** `tollgate hash-key`: the key comes on stdin, never as an argument (shell history, ps). */
+async function hashKeyCommand (positionals: string[]): Promise<number> {
+  if (positionals.length > 1) throw codes.GW_ERR_CLI_USAGE('hash-key reads the key from stdin, not from an argument: tollgate hash-key < keyfile')
+  const chunks: Buffer[] = []
+  for await (const c of process.stdin) chunks.push(c as Buffer)
+  const key = Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '')
+  if (key.length < 16) throw codes.GW_ERR_CLI_USAGE('hash-key: the key on stdin is shorter than 16 characters (consumers need longer keys)')
+  process.stdout.write(keyDigest(key) + '\n')
+  return 0
+}
+
 export async function main (argv: string[]): Promise<void> {
   let code = 0
   try {
@@ -153,6 +166,8 @@ export async function main (argv: string[]): Promise<void> {
       code = await validateCommand(positionals[1])
     } else if (positionals[0] === 'reload') {
       code = await reloadCommand(flags)
+    } else if (positionals[0] === 'hash-key') {
+      code = await hashKeyCommand(positionals)
     } else if (positionals[0] === 'status') {
       code = await statusCommand(flags)
     } else if (positionals.length > 0 && positionals[0] !== 'serve') {
