@@ -14,6 +14,7 @@ import { findLoadTool, type LoadSettings, type LoadTool } from './lib/load.js'
 import { formatTable, noisy, writeResults, type Results, type SubjectRecord } from './lib/report.js'
 import { ratio, spread } from './lib/stats.js'
 import { startUpstream, subjects, type RunningSubject, type SubjectContext } from './subjects.js'
+import { authTargets } from './auth-subjects.js'
 
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
@@ -86,11 +87,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 const message = (err: unknown): string => (err instanceof Error ? err.message : String(err))
 
 /** One GET through the subject: it must answer 200 with the upstream's body. */
-async function preflight(url: string, expectedBody: string | undefined): Promise<string> {
+async function preflight(url: string, expectedBody: string | undefined, headers: Record<string, string> = {}): Promise<string> {
   const target = new URL(url)
   const client = new Client(target.origin, { headersTimeout: 5_000, bodyTimeout: 5_000, connectTimeout: 5_000 })
   try {
-    const res = await client.request({ path: target.pathname, method: 'GET' })
+    const res = await client.request({ path: target.pathname, method: 'GET', headers })
     const body = await res.body.text()
     if (res.statusCode !== 200) throw new Error(`GET ${url} answered ${res.statusCode}: ${body.slice(0, 300)}`)
     if (expectedBody !== undefined && body !== expectedBody) {
@@ -127,12 +128,13 @@ function onSignal(sig: NodeJS.Signals): void {
 async function measure(
   tool: LoadTool, options: Options, subject: SubjectRecord, running: RunningSubject, round: number,
 ): Promise<void> {
-  if (options.warmupSec > 0) await tool.run(running.url, { ...options.load, durationSec: options.warmupSec })
+  const load = { ...options.load, headers: running.headers }
+  if (options.warmupSec > 0) await tool.run(running.url, { ...load, durationSec: options.warmupSec })
   const startedAt = new Date().toISOString()
   const loadavg = os.loadavg()
-  const result = await tool.run(running.url, options.load)
+  const result = await tool.run(running.url, load)
   if (!running.alive()) throw new Error(`${subject.name} exited during the run`)
-  subject.rounds.push({ round, startedAt, loadavg, command: tool.commandFor(running.url, options.load), result })
+  subject.rounds.push({ round, startedAt, loadavg, command: tool.commandFor(running.url, load), result })
   const errors = result.non2xx + Object.values(result.socketErrors).reduce((a, b) => a + b, 0)
   log(`  ${subject.name.padEnd(12)} ${Math.round(result.requestsPerSec).toLocaleString('en-US').padStart(9)} req/s`
     + `  p50 ${result.latencyMs.p50.toFixed(2)}ms  p99 ${result.latencyMs.p99.toFixed(2)}ms`
@@ -215,7 +217,7 @@ async function main(): Promise<number> {
         try {
           running = await subject.start(ctx)
           record.commandLine = running.commandLine
-          await preflight(running.url, upstreamBody)
+          await preflight(running.url, upstreamBody, running.headers)
           await measure(tool, options, record, running, round)
         } catch (err) {
           if (interrupted) break
@@ -290,6 +292,14 @@ async function main(): Promise<number> {
   if (plain !== undefined && policed !== undefined) {
     const ratio = policed / plain
     console.log(`target: tollgate-ip-rate >= 0.90 x tollgate req/s: ${ratio >= 0.9 ? 'met' : 'NOT met'} (${ratio.toFixed(2)})`)
+  }
+  // Issue 4's goals: the cost of each authn plugin against tollgate with none.
+  for (const r of records) {
+    const rps = r.summary?.requestsPerSec.median
+    if (plain === undefined || rps === undefined || !r.name.startsWith('tollgate-') || r.name === 'tollgate-ip-rate') continue
+    const x = rps / plain
+    const goal = authTargets[r.name]
+    console.log(`${r.name}: ${x.toFixed(2)} x tollgate req/s` + (goal === undefined ? '' : ` (target >= ${goal.toFixed(2)}: ${x >= goal ? 'met' : 'NOT met'})`))
   }
   console.log(`\nresults: ${writeResults(root, results)}`)
   if (interrupted) return 130

@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startServer, type PortMatcher } from './lib/children.js'
+import { startServer } from './lib/children.js'
+import { announcedPort, tollgateListening } from './lib/ready.js'
+import { authSubjects } from './auth-subjects.js'
 
 export interface SubjectContext {
   /** Base URL of the shared upstream, e.g. http://127.0.0.1:41234 */
@@ -17,6 +19,8 @@ export interface SubjectContext {
 
 export interface RunningSubject {
   url: string
+  /** Headers every request to this subject carries (a credential). */
+  headers?: Record<string, string>
   commandLine: string
   /** False once the subject's process has died. */
   alive(): boolean
@@ -32,32 +36,7 @@ export interface Subject {
 const HOST = '127.0.0.1'
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url))
 
-/** Our own servers print `{"port":N}`. */
-export const announcedPort: PortMatcher = (line) => {
-  const obj = parseJsonLine(line)
-  return typeof obj?.port === 'number' ? obj.port : undefined
-}
-
-/** tollgate logs (pino) `{"msg":"listening","port":N,...}`, possibly after other lines. */
-export const tollgateListening: PortMatcher = (line) => {
-  const obj = parseJsonLine(line)
-  if (obj?.msg !== 'listening') return undefined
-  if (typeof obj.port === 'number') return obj.port
-  const address = obj.address as { port?: unknown } | undefined
-  return typeof address?.port === 'number' ? address.port : undefined
-}
-
-function parseJsonLine(line: string): Record<string, unknown> | undefined {
-  if (!line.startsWith('{')) return undefined
-  try {
-    const value: unknown = JSON.parse(line)
-    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : undefined
-  } catch {
-    return undefined
-  }
-}
-
-export const subjects: readonly Subject[] = [
+const coreSubjects: readonly Subject[] = [
   {
     name: 'upstream',
     description: 'the upstream itself, no proxy: the ceiling',
@@ -122,6 +101,8 @@ export const subjects: readonly Subject[] = [
     },
   },
 ]
+
+export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects]
 
 /**
  * A config with the issue's policy set: a deny list of 1,000,000 distinct /32s and /24s (none

@@ -8,6 +8,13 @@ export interface LoadSettings {
   threads: number
   connections: number
   durationSec: number
+  /** Request headers every request carries (credentials for the auth subjects). */
+  headers?: Readonly<Record<string, string>>
+}
+
+/** `-H 'name: value'` pairs for wrk. */
+function headerArgs(s: LoadSettings): string[] {
+  return Object.entries(s.headers ?? {}).flatMap(([k, v]) => ['-H', `${k}: ${v}`])
 }
 
 export interface LoadResult {
@@ -108,7 +115,7 @@ async function wrkTool(bin: string): Promise<LoadTool> {
   const v = await runCaptured(bin, ['--version'], 5_000)
   const version = (v.stdout + v.stderr).split('\n')[0]?.trim() ?? 'unknown'
   const commandFor = (url: string, s: LoadSettings): string[] =>
-    [bin, '-t', String(s.threads), '-c', String(s.connections), '-d', `${s.durationSec}s`, '--latency', url]
+    [bin, '-t', String(s.threads), '-c', String(s.connections), '-d', `${s.durationSec}s`, ...headerArgs(s), '--latency', url]
   return {
     name: 'wrk',
     path: bin,
@@ -137,7 +144,7 @@ interface AutocannonJson {
 
 function autocannonTool(bin: string): LoadTool {
   const commandFor = (url: string, s: LoadSettings): string[] =>
-    [bin, '-c', String(s.connections), '-d', String(s.durationSec), '--json', url]
+    [bin, '-c', String(s.connections), '-d', String(s.durationSec), ...headerArgs(s), '--json', url]
   return {
     name: 'autocannon',
     path: bin,
