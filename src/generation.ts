@@ -114,9 +114,10 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
   try {
     const fallbackChain: Array<{ name: string, hooks: PluginHooks }> = []
     for (const e of globalPipeline(config, plugins)) fallbackChain.push({ name: e.plugin.name, hooks: await instantiate(e, undefined) })
-    for (const route of config.routes) {
+    for (let ri = 0; ri < config.routes.length; ri++) {
+      const route = config.routes[ri] as RouteConfig
       const chain: Array<{ name: string, hooks: PluginHooks }> = []
-      const entries = pipelineFor(config, route.name, plugins)
+      const entries = pipelineFor(config, ri, plugins)
       for (const e of entries) chain.push({ name: e.plugin.name, hooks: await instantiate(e, route.name) })
       // A route that authenticates gets the auth gate right after its authn plugins.
       if (route.anonymous !== undefined || entries.some((e) => e.plugin.authenticates === true)) {

@@ -22,9 +22,9 @@ export interface PrepareResult {
 function entriesOf (cfg: GatewayConfig, plugins: Map<string, Plugin>): Array<{ entry: PipelineEntry, route: string | undefined }> {
   const out = new Map<string, { entry: PipelineEntry, route: string | undefined }>()
   for (const e of globalPipeline(cfg, plugins)) out.set(e.path, { entry: e, route: undefined })
-  for (const r of cfg.routes) {
-    for (const e of pipelineFor(cfg, r.name, plugins)) if (!out.has(e.path)) out.set(e.path, { entry: e, route: e.global ? undefined : r.name })
-  }
+  cfg.routes.forEach((r, ri) => {
+    for (const e of pipelineFor(cfg, ri, plugins)) if (!out.has(e.path)) out.set(e.path, { entry: e, route: e.global ? undefined : r.name })
+  })
   return [...out.values()]
 }
 

@@ -15,10 +15,25 @@ async function readList (file: string, dir: string): Promise<string[]> {
     throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
   }
   const out: string[] = []
-  for (const line of text.split('\n')) {
-    const hash = line.indexOf('#')
-    const s = (hash === -1 ? line : line.slice(0, hash)).trim()
-    if (s !== '') out.push(s)
+  // One pass over the text, slicing each line once (split + trim made three copies of a
+  // 100k-line list; this is the bulk of a big list's reload time).
+  let start = 0
+  // The next '#' at or after `start` (text.length: none), searched again only once passed.
+  let hash = -1
+  while (start <= text.length) {
+    let end = text.indexOf('\n', start)
+    if (end === -1) end = text.length
+    if (hash < start) {
+      hash = text.indexOf('#', start)
+      if (hash === -1) hash = text.length
+    }
+    const stop = hash < end ? hash : end
+    let a = start
+    let b = stop
+    while (a < b && text.charCodeAt(a) <= 32) a++
+    while (b > a && text.charCodeAt(b - 1) <= 32) b--
+    if (b > a) out.push(text.slice(a, b))
+    start = end + 1
   }
   return out
 }
@@ -29,7 +44,8 @@ export async function prepareIpFilter (config: IpFilterConfig, api: PrepareApi):
     if (file === undefined) return inline.length === 0 ? -1 : api.ipSet(inline, `/${name}`)
     const fromFile = await readList(file, api.configDir)
     // Inline entries first, so a bad inline entry is reported at its own index.
-    return inline.length + fromFile.length === 0 ? -1 : api.ipSet([...inline, ...fromFile], `/${name}`)
+    const all = inline.length === 0 ? fromFile : [...inline, ...fromFile]
+    return all.length === 0 ? -1 : api.ipSet(all, `/${name}`)
   }
   return {
     allow: await list(config.allow, config.allowFile, 'allow'),
