@@ -73,12 +73,14 @@ type CallResult = { readonly entry: Entry } | { readonly error: string }
  * instance with the same settings and kept across reloads (counted like the pools). Keys
  * are SHA-256 digests of tokens; the tokens themselves are never kept.
  *
- * Bounded by `size`: entries are dropped oldest-inserted first. With one TTL for every
- * entry, insertion order is close to expiry order, so this is an O(1) stand-in for "drop
- * the soonest to expire" without a heap.
+ * Active and inactive results are kept apart, each bounded by `size`, so a flood of made-up
+ * tokens (each one inactive) cannot push the callers' good tokens out. Entries are dropped
+ * oldest-inserted first: with one TTL per map, insertion order is close to expiry order, so
+ * this is an O(1) stand-in for "drop the soonest to expire" without a heap.
  */
 class ResultCache {
-  readonly entries = new Map<string, Entry>()
+  readonly active = new Map<string, Entry>()
+  readonly inactive = new Map<string, Entry>()
   /** Single flight: digest -> the call in progress for that token. */
   readonly inflight = new Map<string, Promise<CallResult>>()
   refs = 0
@@ -87,20 +89,27 @@ class ResultCache {
   constructor (readonly size: number) {}
 
   get (digest: string, now: number): Entry | undefined {
-    const e = this.entries.get(digest)
-    if (e === undefined) return undefined
+    let map = this.active
+    let e = map.get(digest)
+    if (e === undefined) {
+      map = this.inactive
+      e = map.get(digest)
+      if (e === undefined) return undefined
+    }
     if (e.expiresAt > now) return e
-    this.entries.delete(digest)
+    map.delete(digest)
     return undefined
   }
 
-  set (digest: string, e: Entry): void {
-    this.entries.delete(digest)
-    if (this.entries.size >= this.size) {
-      const oldest = this.entries.keys().next()
-      if (oldest.done !== true) this.entries.delete(oldest.value)
+  set (digest: string, e: Entry, active: boolean): void {
+    const map = active ? this.active : this.inactive
+    ;(active ? this.inactive : this.active).delete(digest)
+    map.delete(digest)
+    if (map.size >= this.size) {
+      const oldest = map.keys().next()
+      if (oldest.done !== true) map.delete(oldest.value)
     }
-    this.entries.set(digest, e)
+    map.set(digest, e)
   }
 }
 
@@ -310,7 +319,8 @@ export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, ap
     const now = Date.now()
     const exp = response.exp
     let expiresAt: number
-    if (response.active === true && !(typeof exp === 'number' && exp * 1000 <= now)) {
+    const active = response.active === true && !(typeof exp === 'number' && exp * 1000 <= now)
+    if (active) {
       // RFC 7662 4: a cached answer must not outlive the token (exp), nor the configured TTL.
       expiresAt = now + ttlMs
       if (typeof exp === 'number' && exp * 1000 < expiresAt) expiresAt = exp * 1000
@@ -318,7 +328,7 @@ export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, ap
       expiresAt = now + negativeTtlMs
     }
     const entry: Entry = { response, expiresAt, policy: undefined, decision: undefined }
-    if (expiresAt > now) results.set(digest, entry)
+    if (expiresAt > now) results.set(digest, entry, active)
     return { entry }
   }
 

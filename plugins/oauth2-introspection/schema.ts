@@ -36,7 +36,7 @@ export const schema = {
     onError: { type: 'string', enum: ['unavailable', 'unauthorized'], default: 'unavailable', description: 'When the endpoint fails or is slow: 503 (unavailable) or 401 (unauthorized). Never admitted' },
     cacheTtl: { ...duration, default: '60s', description: 'How long an active result is reused, capped by the token\'s exp. 0: no caching' },
     negativeCacheTtl: { ...duration, default: '5s', description: 'How long an inactive (or expired) result is reused. 0: not cached' },
-    cacheSize: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Results kept per worker thread (oldest dropped first)' },
+    cacheSize: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Active results kept per worker thread, and as many inactive ones apart from them (oldest dropped first)' },
     audience: { ...stringOrList, description: "The response's aud must contain one of these" },
     issuer: { type: 'string', minLength: 1, description: "The response's iss must equal this; also the issuer consumers are looked up under" },
     consumer: {

@@ -401,18 +401,21 @@ t.test('cache: TTL, negative TTL, size bound, digests only', async (t) => {
   t.equal(as.callsFor('c-3'), 1, 'c-3 still cached')
   await small.request(bearer('c-1'))
   t.equal(as.callsFor('c-1'), c1 + 1, 'cacheSize 2: the oldest entry (c-1) was dropped')
+  for (let i = 0; i < 5; i++) t.equal(failure(await small.request(bearer(`made-up-${i}`)))?.code, 'INACTIVE_TOKEN')
+  await small.request(bearer('c-1'))
+  t.equal(as.callsFor('c-1'), c1 + 1, 'made-up (inactive) tokens do not push active results out')
 
   await cached.request(bearer('c-secret-token-value'))
   let entries = 0
   for (const cache of kTestInternals.caches.values()) {
-    for (const [key, entry] of cache.entries) {
+    for (const [key, entry] of [...cache.active, ...cache.inactive]) {
       entries++
       t.notMatch(key, /c-/, 'keys are digests')
       t.notMatch(JSON.stringify(entry.response), 'c-secret-token-value')
     }
   }
   t.ok(entries > 0)
-  const sizes = [...kTestInternals.caches.values()].map((c) => c.entries.size)
+  const sizes = [...kTestInternals.caches.values()].flatMap((c) => [c.active.size, c.inactive.size])
   t.ok(sizes.every((n) => n <= 10000))
 })
 
@@ -422,7 +425,7 @@ t.test('D5: TTL bounded by exp - now; a revoked token is refused once the TTL is
   const exp = Math.floor(Date.now() / 1000) + 2
   as.tokens.set('d5-exp', { body: { active: true, sub: 'alice', exp } })
   t.equal((await h.request(bearer('d5-exp'))).consumer?.id, 'alice')
-  const entry = [...kTestInternals.caches.values()].flatMap((c) => [...c.entries.values()]).find((e) => e.response.exp === exp)
+  const entry = [...kTestInternals.caches.values()].flatMap((c) => [...c.active.values()]).find((e) => e.response.exp === exp)
   t.ok(entry !== undefined && entry.expiresAt <= exp * 1000, 'cached until exp at the latest, though cacheTtl is 1h')
   // Bounded wait: past exp the entry is gone, the server is asked again and says expired.
   let code: string | undefined
