@@ -12,7 +12,7 @@ import type { Harness, HarnessOptions, HarnessResult } from '../../src/testing.j
 import type { AuthFailure, RequestContext } from '../../src/types.js'
 import { deadPort, runCli, startGateway, startUpstream } from '../helpers/gateway.js'
 
-type Tap = typeof t
+interface Tap { teardown: (fn: () => void | Promise<void>) => void }
 
 /** What the authorization server does for one token. */
 interface Behaviour {
