@@ -619,6 +619,37 @@ t.test('D6: 1000 concurrent requests, one uncached token, one worker: exactly on
   t.equal(up.seen.filter((s) => s.headers['x-consumer-id'] === 'alice' && s.headers['x-authenticated-scope'] === 'read').length, 1000)
 })
 
+t.test('a reload keeps the cached results and makes the decisions again', async (t) => {
+  const as = await startAuthServer(t)
+  const up = await startUpstream(t)
+  as.tokens.set('rl-token', { body: { active: true, sub: 'dana', iss: 'https://as.example' } })
+  const dir = t.testdir({})
+  const file = join(dir, 'gateway.json')
+  const write = (consumers: unknown[]): void => writeFileSync(file, JSON.stringify({
+    listen: { host: '127.0.0.1', port: 0 },
+    workers: 1,
+    logLevel: 'info',
+    consumers,
+    routes: [{ name: 'api', match: { path: '/' }, upstream: up.url, plugins: [{ name: 'oauth2-introspection', config: { endpoint: as.url, clientId: 'gateway', clientSecret: SECRET } }] }]
+  }))
+  write([])
+  const gw = await startGateway(t, { args: ['--config', file] })
+  const consumerId = async (): Promise<unknown> => {
+    const r = await request(`${gw.url}/x`, { headers: { authorization: 'Bearer rl-token' } })
+    await r.body.dump()
+    t.equal(r.statusCode, 200)
+    return up.seen.at(-1)?.headers['x-consumer-id']
+  }
+  t.equal(await consumerId(), 'dana')
+  write([{ id: 'dana-app', groups: ['ops'], credentials: { subjects: [{ issuer: 'https://as.example', subject: 'dana' }] } }])
+  const applied = gw.lines.length
+  gw.proc.kill('SIGHUP')
+  await gw.waitFor((l) => l.msg === 'policy update applied' && gw.lines.indexOf(l) >= applied)
+  t.equal(await consumerId(), 'dana-app', 'the new consumer list applies at once')
+  t.equal(up.seen.at(-1)?.headers['x-consumer-groups'], 'ops')
+  t.equal(as.callsFor('rl-token'), 1, 'no second call: the cache outlived the old generation')
+})
+
 t.test('validate: the CLI refuses a config without client credentials', async (t) => {
   const dir = t.testdir({})
   const file = join(dir, 'g.json')
