@@ -76,6 +76,8 @@ export interface AuthFailure {
   detail: string
   /** A `WWW-Authenticate` challenge, e.g. `Bearer realm="tollgate", error="invalid_token"`. */
   challenge?: string
+  /** Extra response headers for this failure (e.g. `Retry-After` with a 503). */
+  headers?: Record<string, string | number>
   /** True when the request carried this plugin's kind of credential (a wrong one). A route's
    *  anonymous consumer is given only to requests that presented no credential at all. */
   presented: boolean
@@ -247,8 +249,10 @@ export interface PluginDefinition<C = Record<string, unknown>> {
    *  are left out of the copy sent to worker threads, so an update does not clone them to
    *  every thread. `create()` then sees the config without them. */
   preparedKeys?: readonly string[]
-  /** True for a plugin that identifies callers (phase `authn`): its hook is skipped once an
-   *  earlier one authenticated the request, and the gateway answers 401 when none did. */
+  /** True for a plugin that identifies callers (phase `authn`): the gateway answers once
+   *  every such plugin of the route had its turn (401 when none authenticated the request).
+   *  Its hook still runs after an earlier one succeeded, so that it can strip credentials
+   *  and headers it owns; it should then return without checking anything. */
   authenticates?: boolean
   /** Runs once per worker per config generation. Parse everything here, not per request. */
   create: (config: C, api: PluginApi) => PluginHooks | Promise<PluginHooks>

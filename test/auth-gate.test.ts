@@ -61,6 +61,7 @@ t.test('several authn plugins on a route: the first that succeeds wins, else one
   const busy = await call('/busy', { 'x-test-user': 'bad' })
   t.equal(busy.status, 503)
   t.equal(busy.headers['www-authenticate'], undefined, 'no challenge on a 503')
+  t.equal(busy.headers['retry-after'], '5', "the failure's own headers are sent")
   t.equal((await call('/busy')).status, 200)
   t.equal(last()['x-consumer-id'], 'visitor')
   t.equal(last()['x-anonymous-consumer'], 'true')

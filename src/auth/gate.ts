@@ -61,7 +61,7 @@ function refuse (ctx: Context, failure: ReportedFailure | undefined, all: readon
   ctx.reply(status, {
     code: failure?.code ?? codes.GW_UNAUTHENTICATED.code,
     detail: failure?.detail ?? 'credentials are required',
-    headers: challenges.length > 0 ? { 'www-authenticate': challenges } : undefined
+    headers: challenges.length > 0 ? { ...failure?.headers, 'www-authenticate': challenges } : failure?.headers
   })
   // The access log names the plugin whose failure was sent, not the gate.
   if (failure !== undefined) ctx.outcome.repliedBy = failure.plugin
