@@ -142,6 +142,9 @@ t.test('config: inline in, success or a specific error out', async (t) => {
   await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['EdDSA'], keys: [{ pem: spki(ed.publicKey) }] })))
   await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['HS256'], keys: [{ secret: randomBytes(32).toString('base64'), encoding: 'base64' }] })))
   await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['HS256'], keys: [{ jwk: { kty: 'oct', k: randomBytes(32).toString('base64url') } }] })))
+  await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['RS256'], keys: [{ pem: rsa.publicKey.export({ type: 'pkcs1', format: 'pem' }) as string }] })), 'PKCS#1 PEM')
+  await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['ES256'], keys: [{ pemFile: join(FIXTURES, 'jwt-auth/es256-cert.pem') }] })), 'an X.509 certificate')
+  await t.rejects(createPluginHarness(jwtAuth, ok({ algorithms: ['RS256'], keys: [{ pemFile: join(FIXTURES, 'jwt-auth/es256-cert.pem') }] })), { message: /an EC P-256 public key fits none of the issuer's algorithms \(RS256\)/ })
 
   const dir = t.testdir({ 'short.txt': 'x'.repeat(31) + '\n', 'pub.pem': RSA_PEM })
   const schemaErrors: Array<[Json, string]> = [
@@ -376,6 +379,41 @@ t.test('consumers, scopes and forwarded claims (harness)', async (t) => {
   t.equal(r.upstreamQuery, 'a=1&b=2')
   r = await hiding.request({ headers: { cookie: `x=1; sess=${tok}` } })
   t.equal(r.upstreamHeaders.cookie, 'x=1')
+})
+
+t.test('JWKS sets: one per URL and options per thread; a failing source is retried once per cooldown (harness)', async (t) => {
+  const keys = await startKeyServer(t)
+  keys.keys.set('/s', [jwkOf(ec.publicKey, { kid: 'ec-1' })])
+  keys.keys.set('/d', [jwkOf(ec.publicKey, { kid: 'ec-1' })])
+  const cfg = (path: string, extra: Json = {}): Json => ({ issuers: [{ issuer: ISS.jwks, algorithms: ['ES256'], jwks: { url: `${keys.url}${path}`, ...extra } }] })
+  const setsFor = (path: string): number => [...internals.sharedSets.keys()].filter((k) => k.startsWith(`${keys.url}${path} `)).length
+  const token = good(ISS.jwks, ES, { aud: undefined }, { kid: 'ec-1' })
+
+  const h1 = await createPluginHarness(jwtAuth, cfg('/s'))
+  t.ok(await until(() => keys.hits('/s') === 1, 5000), 'fetched once when the set was made')
+  const h2 = await createPluginHarness(jwtAuth, cfg('/s'))
+  t.equal((await h1.request({ headers: { authorization: `Bearer ${token}` } })).consumer?.id, 'u-1')
+  t.equal((await h2.request({ headers: { authorization: `Bearer ${token}` } })).consumer?.id, 'u-1')
+  t.equal(keys.hits('/s'), 1, 'a second instance (a reload) reuses the set and its keys: no fetch')
+  t.equal(setsFor('/s'), 1)
+  const h3 = await createPluginHarness(jwtAuth, cfg('/s', { cacheMaxAge: '5m' }))
+  t.ok(await until(() => keys.hits('/s') === 2, 5000), 'other options: a set of its own')
+  t.equal(setsFor('/s'), 2)
+  await h1.close()
+  t.equal(setsFor('/s'), 2, 'still used by the second instance')
+  await h2.close()
+  await h3.close()
+  t.equal(setsFor('/s'), 0, 'dropped with the last instance using it')
+
+  keys.mode.set('/d', 'down')
+  const hd = await createPluginHarness(jwtAuth, cfg('/d', { cooldownDuration: '10s' }))
+  t.ok(await until(() => keys.hits('/d') === 1, 5000))
+  for (let i = 0; i < 50; i++) {
+    const r = await hd.request({ headers: { authorization: `Bearer ${good(ISS.jwks, ES, { aud: undefined, jti: String(i) }, { kid: 'ec-1' })}` } })
+    if (i === 0 || i === 49) t.match(r.authFailures[0], { status: 503, code: 'JWKS_UNAVAILABLE', presented: true })
+  }
+  t.equal(keys.hits('/d'), 1, '50 requests while the source is down: no retry within the cooldown')
+  await hd.close()
 })
 
 /* ------------------------------ end to end: C1-C9 ------------------------------ */
