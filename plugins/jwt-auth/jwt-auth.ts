@@ -610,9 +610,13 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
       for (const line of ctx.headerValues('cookie')) {
         for (const pair of line.split(';')) {
           const eq = pair.indexOf('=')
+          // An empty cookie (`session=`, as after a logout) is no token.
           if (eq !== -1 && pair.slice(0, eq).trim() === cookie) {
-            found = pair.slice(eq + 1).trim()
-            count++
+            const v = pair.slice(eq + 1).trim()
+            if (v !== '') {
+              found = v
+              count++
+            }
           }
         }
       }
@@ -620,7 +624,7 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
     if (query !== undefined && ctx.query !== '') {
       for (const pair of ctx.query.split('&')) {
         const eq = pair.indexOf('=')
-        if (eq !== -1 && pair.slice(0, eq) === query) {
+        if (eq !== -1 && eq < pair.length - 1 && pair.slice(0, eq) === query) {
           try {
             found = decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, ' '))
           } catch {
