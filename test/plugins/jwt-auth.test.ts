@@ -11,7 +11,7 @@ import { kTestInternals } from '../../src/symbols.js'
 import { createPluginHarness } from '../../src/testing.js'
 import type { HarnessResult } from '../../src/testing.js'
 import type { RequestContext } from '../../src/types.js'
-import { FIXTURES, rawRequest, startGateway, startUpstream } from '../helpers/gateway.js'
+import { FIXTURES, rawRequest, runCli, startGateway, startUpstream } from '../helpers/gateway.js'
 import type { RunningGateway, Upstream } from '../helpers/gateway.js'
 
 type Json = Record<string, unknown>
@@ -198,6 +198,13 @@ t.test('config: inline in, success or a specific error out', async (t) => {
     await t.rejects(createPluginHarness(jwtAuth, config), { message }, String(message))
   }
   await t.resolves(createPluginHarness(jwtAuth, ok({ algorithms: ['RS256'], keys: [{ pemFile: join(dir, 'pub.pem') }] })), 'pemFile')
+})
+
+t.test('validate reports a key mismatch with its entry path', async (t) => {
+  const dir = t.testdir({ 'g.json': JSON.stringify({ routes: [{ name: 'a', match: { path: '/' }, upstream: 'http://127.0.0.1:1', plugins: [{ name: 'jwt-auth', config: { issuers: [{ issuer: ISS.rs, algorithms: ['RS256', 'HS256'], keys: [{ pem: RSA_PEM }] }] } }] }] }) })
+  const r = await runCli(['validate', join(dir, 'g.json')])
+  t.equal(r.code, 2)
+  t.match(r.stderr, "/routes/0/plugins/0: plugin 'jwt-auth' failed in create(): /issuers/0: HS256 needs a shared secret of at least 32 bytes (secret, secretFile or an oct jwk) in keys")
 })
 
 /* ------------------------------ behaviour (harness) ------------------------------ */
