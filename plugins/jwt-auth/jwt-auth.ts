@@ -257,6 +257,8 @@ interface Issuer {
   readonly maxTokenAgeMs: number | undefined
   /** Longest a verified token from this issuer stays cached. */
   readonly cacheMs: number
+  /** Seconds until its key source is tried again at the latest (JWKS issuers), for Retry-After. */
+  readonly retryAfterS: number
 }
 
 const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[::1\]|localhost)$/
@@ -396,6 +398,7 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
       let keys: Map<string, AlgKeys> | undefined
       let jwks: SharedJwks | undefined
       let cacheMs = cacheMaxMs
+      let retryAfterS = 0
       if (cfg.jwks !== undefined) {
         const hs = cfg.algorithms.find(isHmac)
         if (hs !== undefined) throw new Error(`${where}: ${hs} needs a shared secret in keys; a JWKS URL cannot carry one`)
@@ -404,6 +407,7 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
         jwks = got.shared
         acquired.push(jwks)
         cacheMs = Math.min(cacheMs, o.cacheMaxAgeMs)
+        retryAfterS = Math.ceil(o.cooldownMs / 1000)
         // Fetched ahead of the first request, in workers only: a dry run never fetches.
         if (got.created && api.mode === 'worker') jwks.set.reload().catch(() => {})
       } else {
@@ -418,6 +422,7 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
         resolver: jwks === undefined ? undefined : jwksResolver(jwks),
         maxTokenAgeMs,
         cacheMs,
+        retryAfterS,
         options: Object.freeze({
           algorithms: [...cfg.algorithms],
           issuer: cfg.issuer,
@@ -481,6 +486,8 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
     }
     return f
   }
+  // 503s say when the key source will be tried again: at most one cooldown from now.
+  const unavailable = new Map([...issuers.values()].filter((i) => i.jwks !== undefined).map((i) => [i, Object.freeze<AuthFailure>({ ...F.JWKS, headers: { 'retry-after': i.retryAfterS } })]))
   const forwardFailures = new Map(forward.map(([claim]) => [claim, bad('INVALID_CLAIM', `the ${claim} claim cannot be forwarded (not a string, number, boolean or list of these, or not safe in a header)`)]))
 
   const failureOf = (err: unknown): AuthFailure => {
@@ -564,7 +571,8 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
     try {
       payload = (await jwtVerify(token, c.key ?? c.issuer.resolver as JWTVerifyGetKey, c.issuer.options)).payload
     } catch (err) {
-      return failureOf(err)
+      const f = failureOf(err)
+      return f === F.JWKS ? unavailable.get(c.issuer) ?? f : f
     }
     return admit(digest, c.issuer, payload)
   }

@@ -113,14 +113,14 @@ async function startKeyServer (t: Tap): Promise<KeyServer> {
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, keys, mode, hits: (p) => counts.get(p) ?? 0, servedAt: (p) => served.get(p) ?? 0 }
 }
 
-interface Answer { status: number, code: string | undefined, challenge: string | string[] | undefined, body: string }
+interface Answer { status: number, code: string | undefined, challenge: string | string[] | undefined, retryAfter: string | string[] | undefined, body: string }
 
 async function call (gw: RunningGateway, path: string, token?: string, headers: Record<string, string> = {}): Promise<Answer> {
   const r = await request(gw.url + path, { headers: token === undefined ? headers : { ...headers, authorization: `Bearer ${token}` }, reset: true })
   const body = await r.body.text()
   let code: string | undefined
   try { code = (JSON.parse(body) as Json).code as string | undefined } catch { code = undefined }
-  return { status: r.statusCode, code, challenge: r.headers['www-authenticate'], body }
+  return { status: r.statusCode, code, challenge: r.headers['www-authenticate'], retryAfter: r.headers['retry-after'], body }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
@@ -419,7 +419,7 @@ t.test('JWKS sets: one per URL and options per thread; a failing source is retri
   t.ok(await until(() => keys.hits('/d') === 1, 5000))
   for (let i = 0; i < 50; i++) {
     const r = await hd.request({ headers: { authorization: `Bearer ${good(ISS.jwks, ES, { aud: undefined, jti: String(i) }, { kid: 'ec-1' })}` } })
-    if (i === 0 || i === 49) t.match(r.authFailures[0], { status: 503, code: 'JWKS_UNAVAILABLE', presented: true })
+    if (i === 0 || i === 49) t.match(r.authFailures[0], { status: 503, code: 'JWKS_UNAVAILABLE', presented: true, headers: { 'retry-after': 10 } })
   }
   t.equal(keys.hits('/d'), 1, '50 requests while the source is down: no retry within the cooldown')
   await hd.close()
@@ -783,6 +783,7 @@ t.test('JWKS down: cached keys until cacheMaxAge, then 503; back after the coold
     t.equal(r.status, 503, `after cacheMaxAge, fail closed (${i})`)
     t.equal(r.code, 'JWKS_UNAVAILABLE')
     t.equal(r.challenge, undefined, 'a 503 carries no Bearer challenge')
+    t.equal(r.retryAfter, '1', 'Retry-After: the cooldown')
   }
   const attempts = keys.hits('/c') - fetchesBefore
   const bound = Math.floor((performance.now() - outageStart) / 1000) + 2
