@@ -54,7 +54,7 @@ export class Context implements RequestContext {
   /** Failures the authn plugins reported, for the auth gate's answer. */
   authFailures: ReportedFailure[] | undefined
   /** The query string to send upstream, when a plugin replaced it. */
-  upstreamQuery: string | undefined
+  #upstreamQuery: string | undefined
   upstreamSet: Map<string, string> | undefined
   upstreamRemove: Set<string> | undefined
   responseHeaders: Record<string, string | number | readonly string[]> | undefined
@@ -114,8 +114,10 @@ export class Context implements RequestContext {
     return out ?? NO_VALUES
   }
 
+  get upstreamQuery (): string { return this.#upstreamQuery ?? this.query }
+
   setUpstreamQuery (query: string): void {
-    this.upstreamQuery = query
+    this.#upstreamQuery = query
   }
 
   /** Called just before response headers go out, by replies and by the proxy alike. */

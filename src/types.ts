@@ -134,7 +134,10 @@ export interface RequestContext {
   setUpstreamHeader (name: string, value: string): void
   /** Remove a header before it goes upstream. */
   removeUpstreamHeader (name: string): void
-  /** Replace the query string sent upstream (without `?`; '' for none). */
+  /** The query string that will go upstream: `query`, as earlier plugins changed it. */
+  readonly upstreamQuery: string
+  /** Replace the query string sent upstream (without `?`; '' for none). Start from
+   *  `upstreamQuery`, so that an earlier plugin's change is kept. */
   setUpstreamQuery (query: string): void
   /** Set a header on the response to the client, proxied or replied. */
   setResponseHeader (name: string, value: string | number | readonly string[]): void

@@ -91,3 +91,27 @@ t.test('access log and rate-limit see the consumer', async (t) => {
   const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { consumer?: string, status: number })
   t.same(lines.map((l) => [l.consumer, l.status]), [['carol', 200], ['carol', 200], ['carol', 429], ['frank', 200]])
 })
+
+t.test('two plugins that each hide a query parameter: both are removed', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    config: {
+      workers: 1,
+      consumers: [{ id: 'carol', credentials: { keys: [{ key: KEY }] } }],
+      routes: [{
+        name: 'r',
+        match: { path: '/' },
+        upstream: up.url,
+        plugins: [
+          { name: 'key-auth', config: { query: 'apikey' } },
+          { name: 'jwt-auth', config: { hideCredentials: true, token: { query: 'access_token' }, issuers: [{ issuer: 'https://i.test', algorithms: ['HS256'], keys: [{ secret: 'x'.repeat(32) }] }] } }
+        ]
+      }]
+    }
+  })
+  const r = await request(`${gw.url}/p?a=1&apikey=${KEY}&b=%2F&access_token=whatever&c`)
+  await r.body.text()
+  t.equal(r.statusCode, 200)
+  t.equal(up.seen[0]?.url, '/p?a=1&b=%2F&c')
+  t.equal(up.seen[0]?.headers['x-consumer-id'], 'carol')
+})

@@ -656,8 +656,9 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
       if (kept.length === 0) ctx.removeUpstreamHeader('cookie')
       else ctx.setUpstreamHeader('cookie', kept.map((p) => p.trim()).join('; '))
     }
-    if (query !== undefined && ctx.query !== '') {
-      const pairs = ctx.query.split('&')
+    if (query !== undefined && ctx.upstreamQuery !== '') {
+      // From what goes upstream so far: another plugin may have removed its own parameter.
+      const pairs = ctx.upstreamQuery.split('&')
       const kept = pairs.filter((pair) => !pair.startsWith(query + '='))
       if (kept.length !== pairs.length) ctx.setUpstreamQuery(kept.join('&'))
     }

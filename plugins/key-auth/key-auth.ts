@@ -29,7 +29,8 @@ export function createKeyAuth (config: KeyAuthConfig, api: PluginApi): PluginHoo
         const q = takeParam(ctx.query, param)
         if (q.values.length > 0) {
           for (const v of q.values) found.push(v)
-          if (hideCredentials) ctx.setUpstreamQuery(q.rest)
+          // From what goes upstream so far: another plugin may have removed its own parameter.
+          if (hideCredentials) ctx.setUpstreamQuery(ctx.upstreamQuery === ctx.query ? q.rest : takeParam(ctx.upstreamQuery, param).rest)
         }
       }
       // An earlier authn plugin already said who this is; the key (if any) is still hidden.

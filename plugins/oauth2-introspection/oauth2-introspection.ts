@@ -166,8 +166,8 @@ function stringList (v: unknown): readonly string[] | undefined {
  * endpoint and the answers that do not depend on the token, and returns the hook.
  *
  * Request path, in order: an earlier authn plugin already authenticated -> nothing to do;
- * no Authorization -> TOKEN_MISSING (presented: false); more than one -> 400; not a Bearer
- * token -> TOKEN_MISSING; a malformed one -> 401; then the cache (synchronous: a hit
+ * no Authorization -> MISSING_TOKEN (presented: false); more than one -> 400; not a Bearer
+ * token -> MISSING_TOKEN; a malformed one -> 401; then the cache (synchronous: a hit
  * returns nothing, so the runner does not await), else the single-flight call.
  */
 export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, api: PluginApi): PluginHooks {
@@ -214,9 +214,9 @@ export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, ap
   const realm = `Bearer realm="${config.realm}"`
   const invalidToken = `${realm}, error="invalid_token"`
   const fail = (code: string, detail: string): Decision => ({ ok: false, failure: Object.freeze({ status: 401, code, detail, challenge: invalidToken, presented: true }) })
-  const MISSING: AuthFailure = Object.freeze({ status: 401, code: 'TOKEN_MISSING', detail: 'a bearer token is required', challenge: realm, presented: false })
+  const MISSING: AuthFailure = Object.freeze({ status: 401, code: 'MISSING_TOKEN', detail: 'a bearer token is required', challenge: realm, presented: false })
   const AMBIGUOUS: AuthFailure = Object.freeze({ status: 400, code: 'AMBIGUOUS_CREDENTIALS', detail: 'the request has more than one Authorization header', challenge: `${realm}, error="invalid_request"`, presented: true })
-  const MALFORMED: AuthFailure = Object.freeze({ status: 401, code: 'MALFORMED_TOKEN', detail: 'the bearer token is malformed', challenge: invalidToken, presented: true })
+  const MALFORMED: AuthFailure = Object.freeze({ status: 401, code: 'INVALID_TOKEN', detail: 'the bearer token is malformed', challenge: invalidToken, presented: true })
   const UNAVAILABLE: AuthFailure = Object.freeze({ status: unavailableStatus, code: 'INTROSPECTION_UNAVAILABLE', detail: 'the token could not be checked: the authorization server did not answer in time or answered with an error', challenge: realm, presented: true })
   const INACTIVE = fail('INACTIVE_TOKEN', 'the token is not active')
   const EXPIRED = fail('TOKEN_EXPIRED', 'the token has expired')

@@ -123,7 +123,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   }
   res.once('close', onClose)
 
-  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery ?? ctx.query)
+  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery)
   const body = hasBody(ctx) ? ctx.req : null
   // Counted from the framing: a 'data' listener here would start the stream flowing before
   // undici takes it, and bytes read before then would be lost.

@@ -137,16 +137,16 @@ t.test('the bearer credential: missing, ambiguous, malformed, other schemes', as
   const h = await harness(t, as)
   const cases: Array<[Record<string, string | string[]>, string | undefined, number | undefined, boolean | undefined, string | undefined]> = [
     // headers, code, status, presented, challenge
-    [{}, 'TOKEN_MISSING', 401, false, 'Bearer realm="tollgate"'],
-    [{ authorization: 'Basic YTpi' }, 'TOKEN_MISSING', 401, false, 'Bearer realm="tollgate"'],
-    [{ authorization: '' }, 'TOKEN_MISSING', 401, false, undefined],
-    [{ authorization: 'Bearerabc' }, 'TOKEN_MISSING', 401, false, undefined],
-    [{ authorization: 'Bearer' }, 'MALFORMED_TOKEN', 401, true, 'Bearer realm="tollgate", error="invalid_token"'],
-    [{ authorization: 'Bearer a b' }, 'MALFORMED_TOKEN', 401, true, undefined],
-    [{ authorization: 'Bearer a,Bearer b' }, 'MALFORMED_TOKEN', 401, true, undefined],
-    [{ authorization: 'Bearer tok"en' }, 'MALFORMED_TOKEN', 401, true, undefined],
-    [{ authorization: 'Bearer =abc' }, 'MALFORMED_TOKEN', 401, true, undefined],
-    [{ authorization: `Bearer ${'a'.repeat(9000)}` }, 'MALFORMED_TOKEN', 401, true, undefined],
+    [{}, 'MISSING_TOKEN', 401, false, 'Bearer realm="tollgate"'],
+    [{ authorization: 'Basic YTpi' }, 'MISSING_TOKEN', 401, false, 'Bearer realm="tollgate"'],
+    [{ authorization: '' }, 'MISSING_TOKEN', 401, false, undefined],
+    [{ authorization: 'Bearerabc' }, 'MISSING_TOKEN', 401, false, undefined],
+    [{ authorization: 'Bearer' }, 'INVALID_TOKEN', 401, true, 'Bearer realm="tollgate", error="invalid_token"'],
+    [{ authorization: 'Bearer a b' }, 'INVALID_TOKEN', 401, true, undefined],
+    [{ authorization: 'Bearer a,Bearer b' }, 'INVALID_TOKEN', 401, true, undefined],
+    [{ authorization: 'Bearer tok"en' }, 'INVALID_TOKEN', 401, true, undefined],
+    [{ authorization: 'Bearer =abc' }, 'INVALID_TOKEN', 401, true, undefined],
+    [{ authorization: `Bearer ${'a'.repeat(9000)}` }, 'INVALID_TOKEN', 401, true, undefined],
     [{ authorization: ['Bearer abc', 'Bearer abc'] }, 'AMBIGUOUS_CREDENTIALS', 400, true, undefined],
     [{ authorization: ['Bearer abc', 'Basic YTpi'] }, 'AMBIGUOUS_CREDENTIALS', 400, true, undefined],
     [{ authorization: 'Bearer abc.DEF-ghi_jkl~+/x==' }, undefined, undefined, undefined, undefined],
@@ -518,7 +518,7 @@ t.test('end to end: the gateway binary, a real server and upstream', async (t) =
   const missing = await text(`${gw.url}/api/orders`)
   t.equal(missing.status, 401)
   t.equal(missing.headers['www-authenticate'], 'Bearer realm="tollgate"', 'no token: a bare challenge (RFC 6750 3.1)')
-  t.match(JSON.parse(missing.body), { code: 'TOKEN_MISSING' })
+  t.match(JSON.parse(missing.body), { code: 'MISSING_TOKEN' })
 
   const ok = await text(`${gw.url}/api/orders`, { authorization: 'Bearer e2e-alice', 'x-consumer-id': 'mallory', 'x-consumer-groups': 'root', 'x-authenticated-scope': 'everything' })
   t.equal(ok.status, 200)
