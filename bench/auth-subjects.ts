@@ -34,7 +34,7 @@ async function startTollgate (ctx: SubjectContext, name: string, config: Record<
     await also?.()
     rmSync(dir, { recursive: true, force: true })
   }
-  return { url: `http://${HOST}:${s.port}/`, headers, commandLine: s.commandLine, alive: s.alive, stop }
+  return { url: `http://${HOST}:${s.port}/`, headers, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop }
 }
 
 function route (upstream: string, plugins: unknown[]): Record<string, unknown> {

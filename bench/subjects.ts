@@ -21,6 +21,8 @@ export interface RunningSubject {
   url: string
   /** Headers every request to this subject carries (a credential). */
   headers?: Record<string, string>
+  /** The process serving the requests, for its CPU time per request. */
+  pid?: number
   commandLine: string
   /** False once the subject's process has died. */
   alive(): boolean
@@ -55,7 +57,7 @@ const coreSubjects: readonly Subject[] = [
         ready: announcedPort,
         startTimeoutMs: 10_000,
       })
-      return { url: `http://${HOST}:${s.port}/`, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
+      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
     },
   },
   {
@@ -77,7 +79,7 @@ const coreSubjects: readonly Subject[] = [
         ready: tollgateListening,
         startTimeoutMs: 20_000,
       })
-      return { url: `http://${HOST}:${s.port}/`, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
+      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
     },
   },
   {
@@ -97,7 +99,7 @@ const coreSubjects: readonly Subject[] = [
         await s.stop()
         rmSync(dir, { recursive: true, force: true })
       }
-      return { url: `http://${HOST}:${s.port}/`, commandLine: s.commandLine, alive: s.alive, stop }
+      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop }
     },
   },
 ]

@@ -11,6 +11,9 @@ export interface RoundRecord {
   loadavg: number[]
   command: string[]
   result: LoadResult
+  /** CPU time (user + system, all threads) the subject's process spent per request during
+   *  the measurement, in microseconds; null when the process is not ours or /proc is absent. */
+  cpuUsPerRequest: number | null
 }
 
 export interface SubjectSummary {
