@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
+import { codes } from './errors.js'
 import { sendReply } from './problem.js'
 import type { ResolvedClient } from './client-ip.js'
 import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
@@ -13,6 +14,7 @@ const NO_ROUTE: RouteInfo = Object.freeze({ name: '', upstream: '' })
 /** An authn plugin's failure, with the plugin that reported it. */
 export interface ReportedFailure extends AuthFailure { plugin: string }
 
+const EMPTY_BODY = Buffer.alloc(0)
 const NO_VALUES: readonly string[] = Object.freeze([])
 const EMPTY: readonly string[] = Object.freeze([])
 const NO_CLAIMS = Object.freeze({})
@@ -112,6 +114,67 @@ export class Context implements RequestContext {
       if (n.length === want.length && (n === want || n.toLowerCase() === want)) (out ??= []).push(raw[i + 1] as string)
     }
     return out ?? NO_VALUES
+  }
+
+  /** The body, once a plugin read it: the proxy sends this instead of streaming. */
+  bodyBuffer: Buffer | undefined
+  #bodyRead: Promise<Buffer | undefined> | undefined
+
+  readBody (limit: number): Promise<Buffer | undefined> {
+    this.#bodyRead ??= this.#readBody(limit)
+    return this.#bodyRead
+  }
+
+  #readBody (limit: number): Promise<Buffer | undefined> {
+    const req = this.req
+    const te = this.headers['transfer-encoding']
+    const cl = this.headers['content-length']
+    if (te === undefined && (cl === undefined || cl === '0')) {
+      this.bodyBuffer = EMPTY_BODY
+      return Promise.resolve(EMPTY_BODY)
+    }
+    const tooLarge = (): undefined => {
+      // The rest of the body is not read: the connection cannot be reused.
+      this.res.shouldKeepAlive = false
+      this.gatewayReply(413, codes.GW_BODY_TOO_LARGE.code, `the request body is larger than ${limit} bytes`)
+      return undefined
+    }
+    if (cl !== undefined && Number(cl) > limit) return Promise.resolve(tooLarge())
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = []
+      let size = 0
+      const settle = (v: Buffer | undefined): void => {
+        req.off('data', onData)
+        req.off('end', onEnd)
+        req.off('error', onError)
+        req.off('aborted', onAborted)
+        resolve(v)
+      }
+      const onData = (c: Buffer): void => {
+        size += c.length
+        if (size > limit) {
+          req.pause()
+          settle(tooLarge())
+          return
+        }
+        chunks.push(c)
+      }
+      const onEnd = (): void => {
+        this.bodyBuffer = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, size)
+        this.outcome.bytesIn = size
+        settle(this.bodyBuffer)
+      }
+      const onError = (): void => {
+        this.res.shouldKeepAlive = false
+        this.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
+        settle(undefined)
+      }
+      const onAborted = (): void => settle(undefined)
+      req.on('data', onData)
+      req.once('end', onEnd)
+      req.once('error', onError)
+      req.once('aborted', onAborted)
+    })
   }
 
   get upstreamQuery (): string { return this.#upstreamQuery ?? this.query }

@@ -101,6 +101,7 @@ export const codes = {
   GW_BAD_REQUEST: createError('GW_BAD_REQUEST', 'The request is malformed: %s', 400),
   GW_NO_ROUTE: createError('GW_NO_ROUTE', 'No route matches %s', 404),
   GW_METHOD_NOT_ALLOWED: createError('GW_METHOD_NOT_ALLOWED', 'Method %s is not allowed on this route', 405),
+  GW_BODY_TOO_LARGE: createError('GW_BODY_TOO_LARGE', 'The request body is too large', 413),
   GW_UNAUTHENTICATED: createError('GW_UNAUTHENTICATED', 'The request is not authenticated', 401),
   GW_PLUGIN_FAILURE: createError('GW_PLUGIN_FAILURE', 'A policy failed while handling the request', 500),
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),

@@ -29,6 +29,8 @@ export interface FakeRequest {
   /** The consumer an earlier authn plugin established (for authz plugins); `anonymous: true`
    *  makes it the route's anonymous consumer. */
   consumer?: ConsumerIdentity & { anonymous?: boolean }
+  /** The request body, for plugins that read it with `ctx.readBody()`. */
+  body?: string | Uint8Array
 }
 
 /** What the plugin did with the request. */
@@ -131,6 +133,7 @@ class FakeContext implements RequestContext {
   authFailures: AuthFailure[] = []
   upstreamQuery: string
   readonly #distinct: Record<string, string[]> = {}
+  readonly #body: Buffer
 
   constructor (req: FakeRequest, plugin: string, log: Logger) {
     this.plugin = plugin
@@ -138,6 +141,7 @@ class FakeContext implements RequestContext {
     this.path = req.path ?? '/'
     this.query = req.query ?? ''
     this.upstreamQuery = this.query
+    this.#body = req.body === undefined ? Buffer.alloc(0) : Buffer.from(req.body)
     const headers: IncomingHttpHeaders = { host: 'gateway.test' }
     for (const [k, v] of Object.entries(req.headers ?? {})) {
       headers[k.toLowerCase()] = v
@@ -165,6 +169,15 @@ class FakeContext implements RequestContext {
     this.outcome.status = status
     this.outcome.code = options?.code
     for (const [k, v] of Object.entries(options?.headers ?? {})) this.response[k.toLowerCase()] = v
+  }
+
+  readBody (limit: number): Promise<Buffer | undefined> {
+    const body = this.#body
+    if (body.length > limit) {
+      this.reply(413, { code: 'GW_BODY_TOO_LARGE', detail: `the request body is larger than ${limit} bytes` })
+      return Promise.resolve(undefined)
+    }
+    return Promise.resolve(body)
   }
 
   authenticate (identity: ConsumerIdentity): void { this.consumer ??= makeConsumer(identity, this.plugin, false) }

@@ -130,6 +130,15 @@ export interface RequestContext {
   reply (status: number, options?: ReplyOptions): void
   /** True once a reply was sent by a plugin or the gateway. */
   readonly replied: boolean
+  /**
+   * Read the whole request body, at most `limit` bytes, for a plugin that must see it
+   * (validation); it is then sent upstream from memory instead of streamed. Resolves to the
+   * bytes (empty when the request has none), or to undefined when the gateway has already
+   * answered: 413 when the body is larger than `limit` (refused before reading when
+   * Content-Length says so), 400 when it breaks its framing; or when the client went away.
+   * Calling it again returns the same promise.
+   */
+  readBody (limit: number): Promise<Buffer | undefined>
   /** Set or replace a header sent upstream. */
   setUpstreamHeader (name: string, value: string): void
   /** Remove a header before it goes upstream. */

@@ -124,10 +124,11 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   res.once('close', onClose)
 
   const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery)
-  const body = hasBody(ctx) ? ctx.req : null
+  // A body a plugin read (ctx.readBody) goes from memory; undici frames it with its length.
+  const body = ctx.bodyBuffer !== undefined ? (ctx.bodyBuffer.length === 0 ? null : ctx.bodyBuffer) : hasBody(ctx) ? ctx.req : null
   // Counted from the framing: a 'data' listener here would start the stream flowing before
   // undici takes it, and bytes read before then would be lost.
-  if (body !== null) ctx.outcome.bytesIn = Number(ctx.headers['content-length'] ?? 0)
+  if (body === ctx.req) ctx.outcome.bytesIn = Number(ctx.headers['content-length'] ?? 0)
 
   const handler: Dispatcher.DispatchHandler = {
     onRequestStart (c) { controller = c },
