@@ -13,5 +13,8 @@ export const builtinPlugins: Readonly<Record<string, string>> = Object.freeze({
   'jwt-auth': new URL('./jwt-auth/index.js', import.meta.url).href,
   'oauth2-introspection': new URL('./oauth2-introspection/index.js', import.meta.url).href,
   acl: new URL('./acl/index.js', import.meta.url).href,
-  scopes: new URL('./scopes/index.js', import.meta.url).href
+  scopes: new URL('./scopes/index.js', import.meta.url).href,
+  'request-validator': new URL('./request-validator/index.js', import.meta.url).href,
+  cors: new URL('./cors/index.js', import.meta.url).href,
+  'security-headers': new URL('./security-headers/index.js', import.meta.url).href
 })
