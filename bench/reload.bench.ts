@@ -52,7 +52,9 @@ async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-bench-'))
   listDir = dir
   writeFileSync(join(dir, 'gateway.json'), JSON.stringify(config(upUrl, 0)))
-  const gw = spawn(process.execPath, [join(root, 'bin/tollgate.js'), '--config', join(dir, 'gateway.json')], { stdio: ['ignore', 'pipe', 'inherit'] })
+  // TOLLGATE_BENCH_NODE_ARGS: node flags for the gateway, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p".
+  const nodeArgs = (process.env.TOLLGATE_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+  const gw = spawn(process.execPath, [...nodeArgs, join(root, 'bin/tollgate.js'), '--config', join(dir, 'gateway.json')], { stdio: ['ignore', 'pipe', 'inherit'] })
   const stop = (): void => { if (gw.exitCode === null) gw.kill('SIGKILL') }
   process.on('exit', stop)
   try {
@@ -117,6 +119,12 @@ async function main (): Promise<void> {
     console.log(`errors or non-200: ${errors}`)
     if (phases.length > 0) console.log(`phases (median ms): prepare ${median(phases.map((p) => p[0]))}, publish ${median(phases.map((p) => p[1]))}, store ${median(phases.map((p) => p[2]))}`)
   } finally {
+    // SIGTERM first: the gateway drains and exits (and a --cpu-prof profile gets written).
+    if (gw.exitCode === null) {
+      const exited = new Promise((resolve) => gw.once('exit', resolve))
+      gw.kill('SIGTERM')
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))])
+    }
     stop()
     upstream.close()
     rmSync(dir, { recursive: true, force: true })

@@ -60,7 +60,7 @@ export async function createSharedState (): Promise<SharedState> {
  * no running generation may be reading), and every plugin's create() in a dry run (then
  * closed). Throws GW_ERR_CONFIG_INVALID with `file: /path: reason` details.
  */
-export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory)): Promise<PreparedConfig> {
+export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory), opts: { dryRun?: boolean } = {}): Promise<PreparedConfig> {
   const config = validateGatewayConfig(raw, { warn: (msg) => log.warn(msg) })
   const { modules, plugins } = await loadPlugins(config, raw.source, raw.dir)
   const { prepared, ipTable } = await runPrepare(config, plugins, raw.source, raw.dir, log)
@@ -73,6 +73,9 @@ export async function prepareConfig (raw: RawConfig, log: Logger, shared: Shared
   const workerConfig = configForWorkers(config, plugins)
   // The dry run sees exactly what the workers will see.
   const msg: GenerationMessage = { number: 0, config: workerConfig, configDir: raw.dir, modules, prepared, ipRegion: region }
+  // A live update skips it: every worker builds the generation before any switches to it
+  // (publish), which is the same check, so a failure there is reported the same way.
+  if (opts.dryRun === false) return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
   try {
     const gen = await buildGeneration(msg, { mode: 'dry-run', log, hotPath: shared.hotPath })
     await closeInstances(gen.instances, log)
@@ -276,7 +279,7 @@ export class Acceptor {
   async prepareNext (raw: RawConfig): Promise<PreparedConfig> {
     const region = nextIpRegion(this.memory)
     await this.#waitForRegion(region)
-    return await prepareConfig(raw, this.#log, this.#shared, region)
+    return await prepareConfig(raw, this.#log, this.#shared, region, { dryRun: false })
   }
 
   /**
@@ -294,6 +297,10 @@ export class Acceptor {
     if (failures.length > 0 || built.length < slots.length) {
       for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
       const first = failures[0]?.m
+      // A plugin's create() refusing its config is a bad config (400), as the dry run at
+      // startup reports it: every detail line names the file and the entry.
+      const details = first?.type === 'generation-failed' ? first.error.details ?? [] : []
+      if (details.length > 0) throw codes.GW_ERR_CONFIG_INVALID(next.source, details.length, { details: details.map((d) => `${next.source}: ${d}`) })
       const why = first?.type === 'generation-failed' ? first.error.message : `only ${built.length} of ${slots.length} workers answered within ${BUILD_TIMEOUT_MS / 1000} s`
       throw codes.GW_ERR_UPDATE_FAILED(why)
     }
