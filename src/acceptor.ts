@@ -288,7 +288,7 @@ export class Acceptor {
    * runs start to end under one generation). Any failure aborts everywhere and the running
    * generation stays. Resolves with the new generation's number.
    */
-  async publish (next: PreparedConfig): Promise<number> {
+  async publish (next: PreparedConfig, beforeCommit?: () => Promise<void>): Promise<number> {
     const number = this.#generation + 1
     const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
     const slots = this.#slots.filter((s) => s.ready)
@@ -303,6 +303,16 @@ export class Acceptor {
       if (details.length > 0) throw codes.GW_ERR_CONFIG_INVALID(next.source, details.length, { details: details.map((d) => `${next.source}: ${d}`) })
       const why = first?.type === 'generation-failed' ? first.error.message : `only ${built.length} of ${slots.length} workers answered within ${BUILD_TIMEOUT_MS / 1000} s`
       throw codes.GW_ERR_UPDATE_FAILED(why)
+    }
+    // Every worker holds the generation; what must be done before anyone switches (the
+    // version written to disk) can still call the switch off.
+    if (beforeCommit !== undefined) {
+      try {
+        await beforeCommit()
+      } catch (err) {
+        for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
+        throw err
+      }
     }
     // From here the new generation is the one new and replacement threads get.
     this.#generations.set(number, { number, prepared: next })

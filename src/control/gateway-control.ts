@@ -5,7 +5,7 @@ import { codes, GatewayError } from '../errors.js'
 import { VERSION } from '../version.js'
 import type { AuditLog } from './audit.js'
 import { summarize } from './diff.js'
-import type { Actor, ConfigVersion, GatewayControl, GatewayStatus, UpdateResult, Versions } from './types.js'
+import type { Actor, ConfigVersion, GatewayControl, GatewayStatus, StagedVersion, UpdateResult, Versions } from './types.js'
 
 function refused (err: unknown): UpdateResult {
   if (err instanceof GatewayError) {
@@ -74,11 +74,21 @@ export class Control implements GatewayControl {
       return refused(err)
     }
     let generation: number
+    let staged: StagedVersion | undefined
     const timings = { prepareMs: 0, publishMs: 0, storeMs: 0 }
     try {
       const next = await this.#acceptor.prepareNext({ source: opts.source ?? `<${actor}>`, dir: this.#dir, value: raw })
       timings.prepareMs = Math.round(performance.now() - started)
-      generation = await this.#acceptor.publish(next)
+      // The version is written (to a temporary file, synced) while the workers build, and
+      // must be on disk before any of them switches; it is renamed into place after.
+      const staging = this.#store.stage({ raw, appliedAt: new Date().toISOString(), actor, reason: opts.reason ?? action, generation: this.#acceptor.generation + 1 })
+      staging.catch(() => {})
+      try {
+        generation = await this.#acceptor.publish(next, async () => { staged = await staging })
+      } catch (err) {
+        void staging.then(async (s) => await s.abandon(), () => {})
+        throw err
+      }
       timings.publishMs = Math.round(performance.now() - started) - timings.prepareMs
     } catch (err) {
       const r = refused(err)
@@ -88,7 +98,7 @@ export class Control implements GatewayControl {
       }
       return r
     }
-    const v = await this.#store.append({ raw, appliedAt: new Date().toISOString(), actor, reason: opts.reason ?? action, generation })
+    const v = await (staged as StagedVersion).commit()
     this.#audit?.record({ actor, action, result: 'applied', versionBefore: before?.version, versionAfter: v.version, generation, summary })
     const ms = performance.now() - started
     timings.storeMs = Math.round(ms) - timings.prepareMs - timings.publishMs

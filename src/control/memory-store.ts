@@ -1,4 +1,4 @@
-import type { ConfigVersion, Versions } from './types.js'
+import type { ConfigVersion, StagedVersion, Versions } from './types.js'
 
 /**
  * Versions kept in memory only: for a gateway started without a config file (flags or the
@@ -22,6 +22,11 @@ export class MemoryVersions implements Versions {
     this.#list.push(entry)
     if (this.#list.length > this.#keep) this.#list.splice(0, this.#list.length - this.#keep)
     return entry
+  }
+
+  async stage (v: Omit<ConfigVersion, 'version'>): Promise<StagedVersion> {
+    const version = this.#next++
+    return { version, commit: async () => await this.append({ ...v, version }), abandon: async () => {} }
   }
 
   async close (): Promise<void> {}

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, open, readdir, readFile, realpath, rename, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { codes } from '../errors.js'
-import type { ConfigVersion, Versions } from './types.js'
+import type { ConfigVersion, StagedVersion, Versions } from './types.js'
 
 /** `v000123.json`: zero-padded so a directory listing sorts by version. */
 const FILE = /^v(\d{6,})\.json$/
@@ -118,22 +118,74 @@ export class VersionStore implements Versions {
     if ((await readLockPid(lock)).pid === process.pid) await unlink(lock).catch(() => {})
   }
 
+  stage (v: Omit<ConfigVersion, 'version'>): Promise<StagedVersion> {
+    if (this.#closed) return Promise.reject(codes.GW_ERR_STATE(this.dir, 'the version store is closed'))
+    const run = this.#chain.then(async () => await this.#stage(v))
+    this.#chain = run.catch(() => {})
+    return run
+  }
+
+  async #stage (v: Omit<ConfigVersion, 'version'>): Promise<StagedVersion> {
+    const version = this.#next
+    const { entry, text } = this.#serialize({ ...v, version })
+    let tmp: string
+    try {
+      // As in an append: the number is spent once the counter is on disk.
+      const [, staged] = await Promise.all([
+        writeAtomic(this.dir, COUNTER, JSON.stringify({ next: version + 1 }) + '\n'),
+        writeTemp(this.dir, fileName(version), text)
+      ])
+      tmp = staged
+      this.#next = version + 1
+    } catch (err) {
+      throw codes.GW_ERR_STATE(this.dir, `cannot write version ${version}: ${(err as Error).message}`, { cause: err })
+    }
+    let settled = false
+    return {
+      version,
+      commit: async () => {
+        if (settled) throw new Error(`version ${version} was already committed or abandoned`)
+        settled = true
+        const run = this.#chain.then(async () => {
+          try {
+            await rename(tmp, join(this.dir, fileName(version)))
+            await syncDir(this.dir)
+          } catch (err) {
+            await unlink(tmp).catch(() => {})
+            throw codes.GW_ERR_STATE(this.dir, `cannot write version ${version}: ${(err as Error).message}`, { cause: err })
+          }
+          this.#versions.push(entry)
+          await this.#prune()
+          return entry
+        })
+        this.#chain = run.catch(() => {})
+        return await run
+      },
+      abandon: async () => {
+        if (settled) return
+        settled = true
+        await unlink(tmp).catch(() => {})
+      }
+    }
+  }
+
+  /** The file text of a version, and the entry kept in memory: what a restart reads back. */
+  #serialize (v: ConfigVersion): { entry: ConfigVersion, text: string } {
+    try {
+      const text = JSON.stringify({ version: v.version, raw: v.raw, appliedAt: v.appliedAt, actor: v.actor, reason: v.reason, generation: v.generation }, null, 2) + '\n'
+      // Not the caller's object, which the caller may go on to change.
+      return { entry: JSON.parse(text) as ConfigVersion, text }
+    } catch (err) {
+      throw codes.GW_ERR_STATE(this.dir, `version ${v.version} is not JSON: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
   async #append (v: Omit<ConfigVersion, 'version'> & { version?: number }): Promise<ConfigVersion> {
     const version = v.version ?? this.#next
     if (!Number.isSafeInteger(version) || version < this.#next) {
       throw codes.GW_ERR_STATE(this.dir, `version ${String(version)} would reuse a number (next is ${this.#next})`)
     }
-    let text: string
-    let entry: ConfigVersion
-    try {
-      entry = { version, raw: v.raw, appliedAt: v.appliedAt, actor: v.actor, reason: v.reason, generation: v.generation }
-      text = JSON.stringify(entry, null, 2) + '\n'
-      // What is kept in memory is what a restart reads back, and not the caller's object,
-      // which the caller may go on to change.
-      entry = JSON.parse(text) as ConfigVersion
-    } catch (err) {
-      throw codes.GW_ERR_STATE(this.dir, `version ${version} is not JSON: ${(err as Error).message}`, { cause: err })
-    }
+    const { entry, text } = this.#serialize({ ...v, version })
     try {
       // The counter first: once it is on disk the number is spent, even if the version file
       // never makes it (a crash, a full disk), so it is never handed out twice.
@@ -264,7 +316,8 @@ function checkVersion (v: unknown, number: number): string | undefined {
  * Write `name` in `dir` so that it is either the old content or the new, never a mix: temp
  * file (0600: version files hold secrets), fsync, rename, fsync of the directory.
  */
-async function writeAtomic (dir: string, name: string, data: string): Promise<void> {
+/** Write `data` to a new temporary file next to `name`, synced; returns its path. */
+async function writeTemp (dir: string, name: string, data: string): Promise<string> {
   const tmp = join(dir, `.${name}.${process.pid}.${randomBytes(4).toString('hex')}${TMP_SUFFIX}`)
   try {
     const fh = await open(tmp, 'wx', 0o600)
@@ -274,6 +327,16 @@ async function writeAtomic (dir: string, name: string, data: string): Promise<vo
     } finally {
       await fh.close()
     }
+  } catch (err) {
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  return tmp
+}
+
+async function writeAtomic (dir: string, name: string, data: string): Promise<void> {
+  const tmp = await writeTemp(dir, name, data)
+  try {
     await rename(tmp, join(dir, name))
   } catch (err) {
     await unlink(tmp).catch(() => {})

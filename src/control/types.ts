@@ -71,5 +71,17 @@ export interface Versions {
   get: (version: number) => ConfigVersion | undefined
   list: () => ConfigVersion[]
   append: (v: Omit<ConfigVersion, 'version'> & { version?: number }) => Promise<ConfigVersion>
+  /**
+   * The slow part of an append, done while workers build the generation: the number is
+   * taken and the version written to a temporary file, synced. `commit()` makes it the
+   * newest version (a rename); `abandon()` removes it (the number stays spent).
+   */
+  stage: (v: Omit<ConfigVersion, 'version'>) => Promise<StagedVersion>
   close: () => Promise<void>
+}
+
+export interface StagedVersion {
+  readonly version: number
+  commit: () => Promise<ConfigVersion>
+  abandon: () => Promise<void>
 }
