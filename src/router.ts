@@ -25,7 +25,7 @@ interface Entry<T> { methods: ReadonlySet<string> | undefined, value: T }
  * method is a 405 with `Allow`; there is no fall-back to a shorter path.
  */
 class PathRouter<T> {
-  #fmw = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive: true, maxParamLength: 500 })
+  #fmw: Tree = EMPTY_TREE
   #byPath = new Map<string, Array<Entry<T>>>()
 
   add (d: RouteDef<T>): void {
@@ -38,12 +38,14 @@ class PathRouter<T> {
       if (list === undefined) {
         list = []
         this.#byPath.set(p, list)
-        // Methods are checked here, per entry, so the tree needs one method only: registering
-        // all seven made building 1,000 routes ten times slower (find-my-way keeps a tree each).
-        this.#fmw.on('GET', p, () => {}, { key: p })
       }
       list.push(entry)
     }
+  }
+
+  /** Done adding: take (or build) the tree of these patterns. */
+  seal (): void {
+    this.#fmw = treeFor([...this.#byPath.keys()])
   }
 
   find (method: string, path: string): RouteMatch<T> {
@@ -70,6 +72,39 @@ class PathRouter<T> {
 
 const NOT_FOUND = { kind: 'not-found' } as const
 
+type Tree = ReturnType<typeof FindMyWay<HTTPVersion.V1>>
+
+const EMPTY_TREE: Tree = FindMyWay<HTTPVersion.V1>()
+
+/*
+ * The tree depends on the path patterns only (each leaf holds its pattern as the key into
+ * the router's own entries), so a generation whose routes have the same patterns as a
+ * recent one shares that tree: most policy updates change plugins, not paths, and building
+ * the tree is most of what 1,000 routes cost a worker (find-my-way compiles functions per
+ * handler). A tree is never changed once built, so sharing it between generations that are
+ * live at once is safe. A few pattern sets are kept per thread.
+ */
+const trees = new Map<string, Tree>()
+const TREES_KEPT = 4
+
+function treeFor (patterns: readonly string[]): Tree {
+  const key = patterns.join('\n')
+  let tree = trees.get(key)
+  if (tree !== undefined) {
+    // Most recently used last.
+    trees.delete(key)
+    trees.set(key, tree)
+    return tree
+  }
+  tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive: true, maxParamLength: 500 })
+  // Methods are checked per entry, so the tree needs one method only: registering all seven
+  // made building 1,000 routes ten times slower (find-my-way keeps a tree each).
+  for (const p of patterns) tree.on('GET', p, () => {}, { key: p })
+  trees.set(key, tree)
+  if (trees.size > TREES_KEPT) trees.delete(trees.keys().next().value as string)
+  return tree
+}
+
 /**
  * Host, path and method -> route. Routes that name hosts are looked up first, in a path
  * router for that host; a request whose host has no matching path there falls back to the
@@ -89,6 +124,8 @@ export class Router<T> {
         r.add(d)
       }
     }
+    this.#any.seal()
+    for (const r of this.#byHost.values()) r.seal()
   }
 
   /** `host` is lower-case, without port. */
