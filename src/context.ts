@@ -1,9 +1,9 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { codes } from './errors.js'
 import { sendReply } from './problem.js'
 import type { ResolvedClient } from './client-ip.js'
-import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
 
 /** A fresh outcome record: what a request's log hooks read at the end. */
 export function newOutcome (): RequestOutcome {
@@ -11,6 +11,20 @@ export function newOutcome (): RequestOutcome {
 }
 
 const NO_ROUTE: RouteInfo = Object.freeze({ name: '', upstream: '' })
+const joined = (v: unknown): string => (Array.isArray(v) ? v.join(', ') : String(v))
+
+/** Put a request's response headers onto the upstream's, each by its mode (ResponseHeaderMode). */
+export function mergeResponseHeaders (upstream: OutgoingHttpHeaders, mine: Readonly<Record<string, string | number | readonly string[]>>, modes: ReadonlyMap<string, ResponseHeaderMode> | undefined): void {
+  for (const k in mine) {
+    const v = mine[k] as string | number | readonly string[]
+    const mode = modes?.get(k)
+    const theirs = upstream[k]
+    if (mode === undefined || theirs === undefined) upstream[k] = v as string
+    else if (mode === 'append') upstream[k] = `${joined(theirs)}, ${joined(v)}`
+    // 'default': the upstream's stays.
+  }
+}
+
 /** An authn plugin's failure, with the plugin that reported it. */
 export interface ReportedFailure extends AuthFailure { plugin: string }
 
@@ -60,6 +74,8 @@ export class Context implements RequestContext {
   upstreamSet: Map<string, string> | undefined
   upstreamRemove: Set<string> | undefined
   responseHeaders: Record<string, string | number | readonly string[]> | undefined
+  /** Headers set with a mode other than 'set'. */
+  responseHeaderModes: Map<string, ResponseHeaderMode> | undefined
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly #start: number
@@ -227,8 +243,16 @@ export class Context implements RequestContext {
     ;(this.upstreamRemove ??= new Set()).add(key)
   }
 
-  setResponseHeader (name: string, value: string | number | readonly string[]): void {
+  setResponseHeader (name: string, value: string | number | readonly string[], mode: ResponseHeaderMode = 'set'): void {
     // Kept aside and applied once, by the reply or by the proxy's writeHead.
-    (this.responseHeaders ??= {})[name.toLowerCase()] = value
+    const key = name.toLowerCase()
+    ;(this.responseHeaders ??= {})[key] = value
+    if (mode !== 'set') (this.responseHeaderModes ??= new Map()).set(key, mode)
+    else this.responseHeaderModes?.delete(key)
+  }
+
+  /** Put this request's response headers onto the upstream's, each by its mode. */
+  applyResponseHeaders (upstream: OutgoingHttpHeaders): void {
+    if (this.responseHeaders !== undefined) mergeResponseHeaders(upstream, this.responseHeaders, this.responseHeaderModes)
   }
 }

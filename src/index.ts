@@ -7,7 +7,8 @@ export type { Plugin } from './plugin.js'
 export { PHASES } from './types.js'
 export type {
   Phase, PluginDefinition, PluginHooks, PluginApi, PrepareApi, SharedApi, RequestContext, ReplyOptions,
-  ResponseInfo, RequestOutcome, ClientInfo, RouteInfo, HookResult, JsonSchema
+  ResponseInfo, RequestOutcome, ClientInfo, RouteInfo, HookResult, JsonSchema,
+  Consumer, ConsumerIdentity, AuthFailure, ResponseHeaderMode
 } from './types.js'
 // The shared-memory hot path, for plugins that match IP sets (registered in prepare()) or
 // count requests across worker threads.

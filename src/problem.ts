@@ -23,13 +23,19 @@ export function sendReply (res: ServerResponse, status: number, options: ReplyOp
     body = JSON.stringify(problem)
     contentType = 'application/problem+json'
   }
-  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
   if (extraHeaders !== undefined) for (const k in extraHeaders) res.setHeader(k, extraHeaders[k] as string)
   if (options?.headers !== undefined) for (const k in options.headers) res.setHeader(k, options.headers[k] as string)
-  res.setHeader('content-type', contentType)
-  res.setHeader('content-length', length)
   res.setHeader('cache-control', 'no-store')
   res.statusCode = status
+  // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5): no body, no Content-Type, no
+  // Content-Length (a CORS preflight answer is a 204).
+  if (status === 204 || status === 304) {
+    res.end()
+    return 0
+  }
+  const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength
+  res.setHeader('content-type', contentType)
+  res.setHeader('content-length', length)
   res.end(res.req.method === 'HEAD' ? undefined : body)
   return length
 }

@@ -12,9 +12,9 @@ import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
 import { checkPluginConfig } from './plugin-loader.js'
-import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, RouteInfo } from './types.js'
+import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
 import type { ConsumerConfig, GatewayConfig } from './config-schema.js'
-import { makeConsumer } from './context.js'
+import { makeConsumer, mergeResponseHeaders } from './context.js'
 import { keyDigest } from './config.js'
 
 /** A made-up request for the harness. Every field is optional. */
@@ -186,7 +186,13 @@ class FakeContext implements RequestContext {
   setUpstreamQuery (query: string): void { this.upstreamQuery = query }
   setUpstreamHeader (name: string, value: string): void { this.upstream[name.toLowerCase()] = value }
   removeUpstreamHeader (name: string): void { this.upstream = Object.fromEntries(Object.entries(this.upstream).filter(([k]) => k !== name.toLowerCase())) }
-  setResponseHeader (name: string, value: string | number | readonly string[]): void { this.response[name.toLowerCase()] = value }
+  readonly modes = new Map<string, ResponseHeaderMode>()
+  setResponseHeader (name: string, value: string | number | readonly string[], mode: ResponseHeaderMode = 'set'): void {
+    const key = name.toLowerCase()
+    this.response[key] = value
+    if (mode === 'set') this.modes.delete(key)
+    else this.modes.set(key, mode)
+  }
 }
 
 export interface HarnessOptions {
@@ -262,7 +268,10 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
       return { replied: ctx.replied, status: ctx.replied ? ctx.outcome.status : undefined, body, reply: ctx.replyOptions, responseHeaders: ctx.response, upstreamHeaders: ctx.upstream, upstreamQuery: ctx.upstreamQuery, consumer: ctx.consumer, authFailures: ctx.authFailures, ctx }
     },
     respond (result, status = 200, headers = {}) {
-      const info = { status, headers: { ...headers, ...(result.responseHeaders as OutgoingHttpHeaders) } }
+      // The request's response headers meet the upstream's as the proxy merges them.
+      const merged: OutgoingHttpHeaders = { ...headers }
+      mergeResponseHeaders(merged, result.responseHeaders, (result.ctx as FakeContext).modes)
+      const info = { status, headers: merged }
       hooks.onResponse?.(result.ctx, info)
       result.ctx.outcome.status = info.status
       return info

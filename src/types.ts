@@ -11,6 +11,9 @@ export type Phase = typeof PHASES[number]
 /** A JSON Schema object, as ajv takes it. */
 export type JsonSchema = Record<string, unknown>
 
+/** How a header set with `ctx.setResponseHeader` meets the upstream's (see there). */
+export type ResponseHeaderMode = 'set' | 'append' | 'default'
+
 /** What a plugin may send instead of the default problem+json body. */
 export interface ReplyOptions {
   /** RFC 9457 `detail`. Never echo secrets (tokens, keys) here. */
@@ -148,8 +151,13 @@ export interface RequestContext {
   /** Replace the query string sent upstream (without `?`; '' for none). Start from
    *  `upstreamQuery`, so that an earlier plugin's change is kept. */
   setUpstreamQuery (query: string): void
-  /** Set a header on the response to the client, proxied or replied. */
-  setResponseHeader (name: string, value: string | number | readonly string[]): void
+  /**
+   * Set a header on the response to the client, proxied or replied. `mode` says what
+   * happens when the upstream's response has the header too: 'set' (default) replaces it,
+   * 'append' adds this value after the upstream's (comma-joined: `Vary`), 'default' keeps
+   * the upstream's and uses this one only when it sent none.
+   */
+  setResponseHeader (name: string, value: string | number | readonly string[], mode?: ResponseHeaderMode): void
   /** What happened, filled in as the request runs; complete in the `log` phase. */
   readonly outcome: RequestOutcome
   /** A logger bound to this request. */

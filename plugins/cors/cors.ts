@@ -176,9 +176,9 @@ export function createCors (config: CorsConfig): PluginHooks {
 
   return {
     onRequest (ctx: RequestContext) {
-      // Requests that match no route are never proxied: Vary can be set now without hiding
-      // an upstream's. On a route it is merged in onResponse.
-      if (ctx.route.name === '') ctx.setResponseHeader('vary', 'Origin')
+      // Every answer varies by Origin: a reply (a 401 from an authn plugin, a 404) gets this
+      // one; a proxied response keeps the upstream's Vary, and onResponse adds Origin to it.
+      ctx.setResponseHeader('vary', 'Origin', 'default')
       if (ctx.headers.origin === undefined) return
       const values = ctx.headerValues('origin')
       const origin = values.length === 1 && allows(policy, values[0] as string) ? values[0] as string : undefined

@@ -116,30 +116,18 @@ export function createSecurityHeaders (config: SecurityHeadersConfig, api: Plugi
   const defaults = values.filter(([n]) => prefer.has(n))
   const hstsPreferred = prefer.has('strict-transport-security')
   const isTls = config.hsts.when === 'always' ? () => true : tlsDetector(api)
-  const kHsts = 'security-headers'
 
   return {
     onRequest (ctx: RequestContext) {
-      const withHsts = hsts !== undefined && isTls(ctx)
-      // A request that matched no route is never proxied: there is no upstream value to
-      // prefer, so every header is set now. On a route, the preferUpstream ones wait for
-      // onResponse, because a value set here replaces the upstream's before anyone sees it.
-      const noUpstream = ctx.route.name === ''
+      // Every response gets them, replies (401s, 404s) included. The preferUpstream ones
+      // are 'default's: an upstream's own value stays, and replies get ours.
       for (let i = 0; i < override.length; i++) ctx.setResponseHeader(...(override[i] as Header))
-      if (noUpstream) for (let i = 0; i < defaults.length; i++) ctx.setResponseHeader(...(defaults[i] as Header))
-      if (withHsts) {
-        if (!hstsPreferred || noUpstream) ctx.setResponseHeader('strict-transport-security', hsts)
-        else ctx.state[kHsts] = true
-      }
+      for (let i = 0; i < defaults.length; i++) ctx.setResponseHeader(...(defaults[i] as Header), 'default')
+      if (hsts !== undefined && isTls(ctx)) ctx.setResponseHeader('strict-transport-security', hsts, hstsPreferred ? 'default' : 'set')
     },
 
-    onResponse (ctx: RequestContext, res: ResponseInfo) {
+    onResponse (_ctx: RequestContext, res: ResponseInfo) {
       const headers = res.headers
-      for (let i = 0; i < defaults.length; i++) {
-        const [name, value] = defaults[i] as Header
-        if (headers[name] === undefined) headers[name] = value
-      }
-      if (ctx.state[kHsts] === true && headers['strict-transport-security'] === undefined) headers['strict-transport-security'] = hsts
       if (removeSet.size > 0) {
         for (const k in headers) if (removeSet.has(k) || removeSet.has(k.toLowerCase())) delete headers[k]
       }

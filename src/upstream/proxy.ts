@@ -1,4 +1,5 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
+import { Readable } from 'node:stream'
 import type { Dispatcher, Pool } from 'undici'
 import type { Context } from '../context.js'
 import { codes } from '../errors.js'
@@ -27,11 +28,31 @@ export interface ProxyRoute {
   proto: 'http' | 'https'
   /** Client headers never passed on (lower-case): the identity headers the gateway sets. */
   strip: ReadonlySet<string>
+  /** Bytes of request body accepted (413 above). */
+  maxBodySize: number
+  /** Longest pause in a request body the gateway waits for (408). */
+  bodyIdleTimeout: number
 }
 
 // Headers the gateway sets itself: whatever the client sent under these names is replaced,
 // never passed through, so a client cannot forge them.
 const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-port', 'x-real-ip', 'forwarded'])
+// Never passed on either: `Proxy` is read as HTTP_PROXY by CGI-style upstreams (httpoxy);
+// `Expect` was answered here (100 Continue is the gateway's to send).
+const NOT_FORWARDED = new Set(['proxy', 'expect'])
+// Framing and routing fields an upstream's trailer section may not set for the client.
+const NO_TRAILER = new Set(['content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expires', 'date', 'location', 'retry-after', 'vary', 'www-authenticate'])
+
+/** True when the client's `TE` lists `trailers` (RFC 9110 §10.1.4). */
+function acceptsTrailers (te: string | string[] | undefined): boolean {
+  if (te === undefined) return false
+  for (const part of (Array.isArray(te) ? te.join(',') : te).split(',')) {
+    const t = part.trim()
+    const semi = t.indexOf(';')
+    if ((semi === -1 ? t : t.slice(0, semi).trim()).toLowerCase() === 'trailers') return true
+  }
+  return false
+}
 
 function queryPart (q: string): string {
   return q === '' ? '' : '?' + q
@@ -57,7 +78,7 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower) || route.strip.has(lower)) continue
+    if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower) || NOT_FORWARDED.has(lower) || route.strip.has(lower)) continue
     if (nominated?.has(lower) === true) continue
     if (removed?.has(lower) === true || set?.has(lower) === true) continue
     out.push(name, raw[i + 1] as string)
@@ -72,17 +93,140 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
   out.push('host', route.preserveHost && host !== undefined ? host : target.host)
+  // TE is hop-by-hop: the client's codings are not the upstream's business, but whether the
+  // far end accepts trailers is, since they are passed back (CHECKLIST A25).
+  if (acceptsTrailers(ctx.headers.te)) out.push('te', 'trailers')
   if (set !== undefined) for (const [k, v] of set) out.push(k, v)
   return out
 }
 
+/** Why a guarded request body was cut short. */
+type Cut = 'too-large' | 'idle' | undefined
+
+/**
+ * The client's request body on its way to undici: counts bytes against the route's limit
+ * (CHECKLIST B6: a chunked body, or one whose Content-Length was within the limit, cut
+ * mid-stream) and times out a client that stops sending (B4). It never destroys the
+ * IncomingMessage (that would destroy the socket before the 413/408 could be written); it
+ * stops reading it and fails itself, so undici aborts the upstream request before its body
+ * is complete: the upstream never receives a whole request the gateway refused.
+ *
+ * The idle timer runs only while the gateway is waiting for the client: when undici is not
+ * taking bytes (back-pressure, no free upstream connection yet), the client is not late.
+ */
+class GuardedBody extends Readable {
+  bytes = 0
+  cut: Cut
+  readonly #src: IncomingMessage
+  readonly #limit: number
+  readonly #idleMs: number
+  #timer: NodeJS.Timeout | undefined
+  #ended = false
+
+  constructor (src: IncomingMessage, limit: number, idleMs: number) {
+    super({ highWaterMark: 65536 })
+    this.#src = src
+    this.#limit = limit
+    this.#idleMs = idleMs
+    src.on('data', this.#onData)
+    src.once('end', this.#onEnd)
+    src.once('error', this.#onError)
+    src.once('close', this.#onClose)
+    this.#arm()
+  }
+
+  #arm (): void {
+    if (this.#idleMs <= 0 || this.#ended) return
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(this.#onIdle, this.#idleMs)
+      this.#timer.unref()
+    } else {
+      this.#timer.refresh()
+    }
+  }
+
+  #disarm (): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+  }
+
+  #stop (cut: Cut, message: string): void {
+    this.cut = cut
+    this.#src.pause()
+    this.destroy(new Error(message))
+  }
+
+  readonly #onData = (chunk: Buffer): void => {
+    this.bytes += chunk.length
+    if (this.bytes > this.#limit) {
+      this.#stop('too-large', 'request body over the limit')
+      return
+    }
+    if (this.push(chunk)) {
+      this.#arm()
+    } else {
+      this.#src.pause()
+      this.#disarm()
+    }
+  }
+
+  readonly #onEnd = (): void => {
+    this.#ended = true
+    this.#disarm()
+    this.push(null)
+  }
+
+  readonly #onError = (err: Error): void => { this.destroy(err) }
+
+  readonly #onClose = (): void => {
+    if (!this.#ended) this.destroy(new Error('the client closed the connection during the request body'))
+  }
+
+  readonly #onIdle = (): void => {
+    this.#timer = undefined
+    this.#stop('idle', 'request body idle timeout')
+  }
+
+  override _read (): void {
+    if (this.#ended) return
+    if (this.#src.isPaused()) this.#src.resume()
+    this.#arm()
+  }
+
+  override _destroy (err: Error | null, cb: (err?: Error | null) => void): void {
+    this.#disarm()
+    const src = this.#src
+    src.off('data', this.#onData)
+    src.off('end', this.#onEnd)
+    src.off('error', this.#onError)
+    src.off('close', this.#onClose)
+    cb(err)
+  }
+}
+
 /** Response headers for the client: hop-by-hop and nominated ones out. */
-function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+function clientHeaders (headers: IncomingHttpHeaders, keepTrailer: boolean): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers.connection)
   const out: OutgoingHttpHeaders = {}
   for (const k in headers) {
-    if (HOP_BY_HOP.has(k) || nominated?.has(k) === true) continue
+    if (HOP_BY_HOP.has(k) || nominated?.has(k) === true) {
+      // `Trailer` announces the trailer fields; kept when they are passed on.
+      if (!(keepTrailer && k === 'trailer' && nominated?.has(k) !== true)) continue
+    }
     out[k] = headers[k]
+  }
+  return out
+}
+
+/** The upstream's trailer fields that may go to the client, or undefined for none. */
+function clientTrailers (trailers: Record<string, string | string[] | undefined> | undefined): Record<string, string> | undefined {
+  if (trailers === undefined) return undefined
+  let out: Record<string, string> | undefined
+  for (const k in trailers) {
+    const lower = k.toLowerCase()
+    const v = trailers[k]
+    if (v === undefined || HOP_BY_HOP.has(lower) || NO_TRAILER.has(lower)) continue
+    (out ??= {})[lower] = Array.isArray(v) ? v.join(', ') : v
   }
   return out
 }
@@ -110,6 +254,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   const finish = (): void => {
     if (finished) return
     finished = true
+    if (guard !== undefined) ctx.outcome.bytesIn = guard.bytes
     done()
   }
 
@@ -125,18 +270,18 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 
   const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery)
   // A body a plugin read (ctx.readBody) goes from memory; undici frames it with its length.
-  const body = ctx.bodyBuffer !== undefined ? (ctx.bodyBuffer.length === 0 ? null : ctx.bodyBuffer) : hasBody(ctx) ? ctx.req : null
-  // Counted from the framing: a 'data' listener here would start the stream flowing before
-  // undici takes it, and bytes read before then would be lost.
-  if (body === ctx.req) ctx.outcome.bytesIn = Number(ctx.headers['content-length'] ?? 0)
+  // A streamed one goes through the guard (size limit, idle timeout, byte count).
+  const guard = ctx.bodyBuffer === undefined && hasBody(ctx) ? new GuardedBody(ctx.req, route.maxBodySize, route.bodyIdleTimeout) : undefined
+  const body = ctx.bodyBuffer !== undefined ? (ctx.bodyBuffer.length === 0 ? null : ctx.bodyBuffer) : guard ?? null
+  const trailers = acceptsTrailers(ctx.headers.te)
 
   const handler: Dispatcher.DispatchHandler = {
     onRequestStart (c) { controller = c },
     onResponseStart (c, statusCode, headers) {
       if (statusCode < 200) return
       ctx.outcome.upstreamMs = performance.now() - started
-      const info = { status: statusCode, headers: clientHeaders(headers) }
-      if (ctx.responseHeaders !== undefined) Object.assign(info.headers, ctx.responseHeaders)
+      const info = { status: statusCode, headers: clientHeaders(headers, trailers) }
+      ctx.applyResponseHeaders(info.headers)
       try {
         runResponseHooks(ctx, pipeline.onResponse, info)
       } catch (err) {
@@ -158,11 +303,20 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
         }
       }
     },
-    onResponseEnd () {
+    onResponseEnd (_c, upstreamTrailers) {
+      // Trailers go out only in a chunked response, to a client that said it takes them.
+      const t = trailers && res.chunkedEncoding ? clientTrailers(upstreamTrailers) : undefined
+      if (t !== undefined) {
+        try {
+          res.addTrailers(t)
+        } catch (err) {
+          ctx.log.warn({ err }, 'upstream trailers not passed on')
+        }
+      }
       res.end(finish)
     },
     onResponseError (_c, err) {
-      failed(ctx, err)
+      failed(ctx, err, guard?.cut)
       finish()
     }
   }
@@ -180,9 +334,22 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 }
 
 /** Map an upstream failure to the client's answer: 502 / 504, or a reset once bytes went out. */
-function failed (ctx: Context, err: Error): void {
+function failed (ctx: Context, err: Error, cut: Cut): void {
   const res = ctx.res
   if (ctx.outcome.aborted) return
+  if (cut !== undefined) {
+    // The rest of the request body is not read: the connection cannot be reused.
+    res.shouldKeepAlive = false
+    if (res.headersSent) {
+      ctx.outcome.aborted = true
+      res.destroy()
+    } else if (cut === 'too-large') {
+      ctx.gatewayReply(413, codes.GW_BODY_TOO_LARGE.code, 'the request body is larger than this route accepts')
+    } else {
+      ctx.gatewayReply(408, codes.GW_REQUEST_TIMEOUT.code, 'the client stopped sending the request body')
+    }
+    return
+  }
   const code = (err as NodeJS.ErrnoException).code ?? ''
   ctx.log.warn({ err: { message: err.message, code }, upstream: ctx.outcome.upstream }, 'upstream request failed')
   if (res.headersSent) {

@@ -240,23 +240,24 @@ t.test('actual requests: headers for allowed origins; the upstream cannot widen 
   const h = await createPluginHarness(cors, { origins: [APP], exposeHeaders: ['ETag'], credentials: true })
   const ok = await h.request({ headers: { origin: APP } })
   t.equal(ok.replied, false)
-  t.same(ok.responseHeaders, { 'access-control-allow-origin': APP, 'access-control-allow-credentials': 'true', 'access-control-expose-headers': 'ETag' })
+  // Vary is a 'default': a reply gets it as is, a proxied response merges it (below).
+  t.same(ok.responseHeaders, { vary: 'Origin', 'access-control-allow-origin': APP, 'access-control-allow-credentials': 'true', 'access-control-expose-headers': 'ETag' })
   const res = h.respond(ok, 200, { 'access-control-allow-origin': '*', 'access-control-allow-methods': 'DELETE', 'access-control-allow-private-network': 'true', vary: 'Accept-Encoding', etag: '"1"' })
   t.same(res.headers, { 'access-control-allow-origin': APP, 'access-control-allow-credentials': 'true', 'access-control-expose-headers': 'ETag', vary: 'Accept-Encoding, Origin', etag: '"1"' })
 
   const evil = await h.request({ headers: { origin: 'https://evil.com' } })
-  t.same(evil.responseHeaders, {})
+  t.same(evil.responseHeaders, { vary: 'Origin' })
   t.same(h.respond(evil, 200, { 'access-control-allow-origin': '*', 'Access-Control-Allow-Credentials': 'true', vary: ['Accept', 'Cookie'] as unknown as string }).headers, { vary: 'Accept, Cookie, Origin' })
 
   const none = await h.request({})
-  t.same(none.responseHeaders, {})
+  t.same(none.responseHeaders, { vary: 'Origin' })
   t.same(h.respond(none, 200, {}).headers, { vary: 'Origin' }, 'Vary: Origin even without an Origin header')
 
   const noRoute = await h.request({ route: '', headers: { origin: APP } })
-  t.equal(noRoute.responseHeaders.vary, 'Origin', 'a request that matches no route gets Vary at once')
+  t.equal(noRoute.responseHeaders.vary, 'Origin', 'a request that matches no route gets Vary too')
 
   const any = await createPluginHarness(cors, { origins: ['*'], exposeHeaders: ['*'] })
-  t.same((await any.request({ headers: { origin: 'https://x.test' } })).responseHeaders, { 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' })
+  t.same((await any.request({ headers: { origin: 'https://x.test' } })).responseHeaders, { vary: 'Origin', 'access-control-allow-origin': '*', 'access-control-expose-headers': '*' })
   // An OPTIONS without Access-Control-Request-Method is an actual request, passed on.
   const opt = await h.request({ method: 'OPTIONS', headers: { origin: APP } })
   t.equal(opt.replied, false)
@@ -329,6 +330,7 @@ t.test('through the gateway: preflights, actual requests, 401s, Vary, the upstre
   t.equal(denied.status, 401)
   t.equal(denied.headers['access-control-allow-origin'], APP)
   t.equal(denied.headers['access-control-allow-credentials'], 'true')
+  t.equal(denied.headers.vary, 'Origin', 'a reply varies by Origin too')
   t.match(JSON.parse(denied.body), { code: 'MISSING_API_KEY' })
   t.equal(up.seen.length, 2, 'the 401 was not proxied')
 
