@@ -15,6 +15,9 @@ const duration = {
   description: 'Milliseconds, or a string with a unit: 500ms, 10s, 2m, 1h'
 } as const
 
+/** A size in bytes. */
+const byteSize = { type: 'integer', minimum: 0, maximum: 1099511627776 } as const
+
 const httpUrl = { type: 'string', format: 'http-url', description: 'An http:// or https:// origin, e.g. http://127.0.0.1:3000' } as const
 
 const pluginRef = {
@@ -188,6 +191,7 @@ const route = {
       properties: {
         path: { type: 'string', pattern: '^/', description: 'A path prefix (matched at segment boundaries), with optional :param segments' },
         exact: { type: 'boolean', default: false, description: 'Match the path only, not what is below it' },
+        caseInsensitive: { type: 'boolean', description: 'Match the path in any letter case (/ADMIN matches /admin); parameters keep their case. Default false' },
         methods: {
           type: 'array',
           minItems: 1,
@@ -207,6 +211,8 @@ const route = {
     preserveHost: { type: 'boolean', default: false, description: "Send the client's Host upstream instead of the upstream's" },
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
     timeouts: routeTimeouts,
+    maxBodySize: { ...byteSize, description: 'Bytes of request body this route accepts (413); default limits.maxBodySize' },
+    websocket: { type: 'boolean', description: 'Proxy WebSocket upgrades on this route. Not implemented yet: true is refused; Upgrade is never forwarded' },
     clientIp: routeClientIp,
     anonymous: { ...identifier, description: 'A consumer id given to requests that send no credentials, instead of a 401' },
     plugins: { type: 'array', items: pluginRef, default: [] }
@@ -242,7 +248,15 @@ export const gatewaySchema = {
         requestTimeout: { ...duration, default: 30000, description: 'Time for a client to send the whole request (408)' },
         keepAliveTimeout: { ...duration, default: 5000, description: 'Idle keep-alive connections are closed after this' },
         drainTimeout: { ...duration, default: 30000, description: 'On SIGTERM, in-flight requests get this long to finish' },
-        maxRequestsPerSocket: { type: 'integer', minimum: 0, default: 0, description: '0: unlimited' }
+        maxRequestsPerSocket: { type: 'integer', minimum: 0, default: 0, description: '0: unlimited' },
+        // The HTTP-hardening settings below have their defaults in HTTP_DEFAULTS, applied where
+        // they are read: the normalized `limits` object keeps the shape it had before them.
+        maxBodySize: { ...byteSize, description: 'Bytes of request body a route accepts unless it sets its own (413; a Content-Length over it is refused before the body is read). Default 10485760 (10 MiB)' },
+        bodyIdleTimeout: { ...duration, description: 'Longest pause in a request body the gateway is waiting for (408, connection closed). Default 10s' },
+        maxConnections: { type: 'integer', minimum: 1, maximum: 1000000, description: 'Open client connections per worker thread; new ones above it are closed on accept. Default 10000' },
+        headersWithUnderscores: { type: 'string', enum: ['reject', 'drop', 'allow'], description: 'Request header names with _ (X_User): refuse the request (400), remove the header, or pass it on. Default reject' },
+        mergeSlashes: { type: 'boolean', description: 'Merge repeated slashes in the path (//admin -> /admin) for routing, policies and upstream. Default true' },
+        pathSemicolons: { type: 'string', enum: ['reject', 'allow'], description: 'A ; in the path (/admin;x): refuse (400), or treat it as an ordinary character. Default reject' }
       },
       default: {}
     },
@@ -266,6 +280,16 @@ export const gatewaySchema = {
 
 export type Duration = number | string
 
+/** Defaults of the optional `limits` settings (HTTP hardening), applied where they are read. */
+export const HTTP_DEFAULTS = Object.freeze({
+  maxBodySize: 10 * 1024 * 1024,
+  bodyIdleTimeout: 10_000,
+  maxConnections: 10_000,
+  headersWithUnderscores: 'reject',
+  mergeSlashes: true,
+  pathSemicolons: 'reject'
+} as const)
+
 export interface PluginRef {
   name: string
   module?: string
@@ -279,11 +303,14 @@ export interface UpstreamTarget { url: string, weight?: number }
 
 export interface RouteConfig {
   name: string
-  match: { path: string, exact: boolean, methods?: string[], host?: string | string[] }
+  match: { path: string, exact: boolean, caseInsensitive?: boolean, methods?: string[], host?: string | string[] }
   upstream: string | { targets: Array<string | UpstreamTarget>, connections?: number }
   preserveHost: boolean
   stripPrefix: boolean
   timeouts: TimeoutsConfig
+  /** Always set after validation: the route's own, or limits.maxBodySize. */
+  maxBodySize: number
+  websocket?: boolean
   /** Always complete after validation: the global block merged under the route's own. */
   clientIp: ClientIpConfig
   anonymous?: string
@@ -309,6 +336,12 @@ export interface GatewayConfig {
     keepAliveTimeout: number
     drainTimeout: number
     maxRequestsPerSocket: number
+    maxBodySize?: number
+    bodyIdleTimeout?: number
+    maxConnections?: number
+    headersWithUnderscores?: 'reject' | 'drop' | 'allow'
+    mergeSlashes?: boolean
+    pathSemicolons?: 'reject' | 'allow'
   }
   timeouts: TimeoutsConfig
   clientIp: ClientIpConfig

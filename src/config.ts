@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os'
 import { dirname, extname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { createConfigAjv } from './ajv.js'
-import { gatewaySchema } from './config-schema.js'
+import { gatewaySchema, HTTP_DEFAULTS } from './config-schema.js'
 import type { ClientIpConfig, GatewayConfig, RouteConfig, TimeoutsConfig } from './config-schema.js'
 import { CidrError, parseCidr } from './ip/parse.js'
 import { toMs } from './duration.js'
@@ -71,6 +71,11 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
       }
     })
   }
+  // Proxying upgraded connections is not implemented: say so rather than accept a flag that
+  // does nothing (Upgrade is never forwarded, on any route).
+  cfg.routes.forEach((r, i) => {
+    if (r.websocket === true) problems.push(`${raw.source}: /routes/${i}/websocket: WebSocket proxying is not implemented yet; Upgrade requests are answered without the upgrade on every route`)
+  })
   checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
   cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
   problems.push(...checkConsumers(cfg, raw.source, opts.warn))
@@ -140,12 +145,14 @@ function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig 
 function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   const limits = cfg.limits as unknown as Record<string, number | string>
   for (const k of ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'drainTimeout']) limits[k] = toMs(limits[k] as number | string)
+  if (limits.bodyIdleTimeout !== undefined) limits.bodyIdleTimeout = toMs(limits.bodyIdleTimeout)
   cfg.timeouts = normalizeTimeouts(cfg.timeouts as unknown as Record<string, number | string>)
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
   cfg.routes = cfg.routes.map((r): RouteConfig => ({
     ...r,
     // A route's own timeouts and client-IP settings override the global ones field by field.
     timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) }),
+    maxBodySize: (r.maxBodySize as number | undefined) ?? cfg.limits.maxBodySize ?? HTTP_DEFAULTS.maxBodySize,
     clientIp: { ...cfg.clientIp, ...(r.clientIp as Partial<ClientIpConfig> | undefined) }
   }))
   return cfg as GatewayConfig

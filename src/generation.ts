@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import { createClientIpResolver } from './client-ip.js'
 import type { ResolvedClient } from './client-ip.js'
+import { HTTP_DEFAULTS } from './config-schema.js'
 import type { GatewayConfig, RouteConfig } from './config-schema.js'
 import { codes, GatewayError } from './errors.js'
 import type { Pipeline } from './pipeline.js'
@@ -145,7 +146,9 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
           headersTimeout: route.timeouts.headers,
           bodyTimeout: route.timeouts.body,
           proto: 'http',
-          strip
+          strip,
+          maxBodySize: route.maxBodySize,
+          bodyIdleTimeout: config.limits.bodyIdleTimeout ?? HTTP_DEFAULTS.bodyIdleTimeout
         }
       }
       const info: RouteInfo = Object.freeze({ name: route.name, upstream: targets.map((t) => t.url).join(',') })
@@ -153,7 +156,7 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client } })
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client } })
     }
     return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools }
   } catch (err) {

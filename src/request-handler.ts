@@ -4,7 +4,12 @@ import { Context } from './context.js'
 import { codes } from './errors.js'
 import type { CompiledRoute, Generation } from './generation.js'
 import type { WorkerStats } from './worker-stats.js'
-import { BadPathError, normalizeTarget } from './path.js'
+import { HTTP_DEFAULTS } from './config-schema.js'
+import type { GatewayConfig } from './config-schema.js'
+import { dropUnderscoreHeaders, HEAD_DROP_UNDERSCORES, HEAD_UPGRADE, inspectHead, isValidHost } from './headers.js'
+import type { HeadProblem } from './headers.js'
+import { BadPathError, normalizeTarget, splitAbsoluteForm } from './path.js'
+import type { NormalizedTarget } from './path.js'
 import type { Pipeline } from './pipeline.js'
 import { runLogHooks, runRequestHooks } from './pipeline.js'
 import { proxy } from './upstream/proxy.js'
@@ -40,9 +45,48 @@ function hostOf (value: string | undefined): string {
   return colon === -1 ? v : v.slice(0, colon)
 }
 
+const bad = (detail: string): HeadProblem => ({ status: 400, code: 'GW_BAD_REQUEST', detail })
+
 /**
- * The worker's request path: normalize, route, run the pipeline, proxy, log. A request runs
- * start to end under the generation that was live when it arrived.
+ * The request target and Host, checked and normalized (path.ts). An absolute-form target
+ * (`GET http://a.example/x`) is served only when its authority is the Host header, so
+ * routing, every policy and the upstream see one host (CHECKLIST A22); otherwise 400.
+ */
+function readTarget (req: IncomingMessage, limits: GatewayConfig['limits']): NormalizedTarget | HeadProblem {
+  const host = req.headers.host
+  // HTTP/1.1 without Host never gets here (requireHostHeader); HTTP/1.0 may omit it.
+  if (host !== undefined && !isValidHost(host)) return bad('the Host header is not a host with an optional port')
+  let target = req.url ?? ''
+  try {
+    const abs = splitAbsoluteForm(target)
+    if (abs !== undefined) {
+      if (host === undefined || abs.authority !== host.toLowerCase()) return bad('the absolute-form request target names another host than the Host header')
+      target = abs.target
+    }
+    return normalizeTarget(target, limits.mergeSlashes ?? HTTP_DEFAULTS.mergeSlashes, limits.pathSemicolons ?? HTTP_DEFAULTS.pathSemicolons)
+  } catch (err) {
+    if (!(err instanceof BadPathError)) throw err
+    return bad(err.message)
+  }
+}
+
+/**
+ * What the request head must pass before it is routed (CHECKLIST A, on top of Node's strict
+ * parser): header-line count, duplicate single-valued headers, transfer codings, underscore
+ * names, Host and target. Sets `up.upgrade` when the client asked for a protocol upgrade.
+ */
+function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: { upgrade: boolean }): NormalizedTarget | HeadProblem {
+  if (req.rawHeaders.length / 2 > limits.maxHeadersCount) return { status: 431, code: 'GW_HEADERS_TOO_LARGE', detail: `more than ${limits.maxHeadersCount} header lines` }
+  const head = inspectHead(req.rawHeaders, req.httpVersionMinor, limits.headersWithUnderscores ?? HTTP_DEFAULTS.headersWithUnderscores)
+  if (typeof head !== 'number') return head
+  if ((head & HEAD_DROP_UNDERSCORES) !== 0) dropUnderscoreHeaders(req as unknown as { rawHeaders: string[], headers: Record<string, unknown> })
+  up.upgrade = (head & HEAD_UPGRADE) !== 0
+  return readTarget(req, limits)
+}
+
+/**
+ * The worker's request path: check the head, normalize, route, run the pipeline, proxy,
+ * log. A request runs start to end under the generation that was live when it arrived.
  */
 export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse) => void {
   return function handle (req, res) {
@@ -63,34 +107,47 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       if (--live.inFlight === 0 && live.onIdle !== undefined) live.onIdle()
     }
 
-    let path = '/'
-    let query = ''
-    let badPath: string | undefined
-    try {
-      ({ path, query } = normalizeTarget(req.url ?? ''))
-    } catch (err) {
-      if (!(err instanceof BadPathError)) throw err
-      badPath = err.message
-    }
+    const limits = live.gen.config.limits
+    const up = { upgrade: false }
+    const checked = checkHead(req, limits, up)
+    const refusal = 'status' in checked ? checked : undefined
+    const path = refusal === undefined ? (checked as NormalizedTarget).path : '/'
+    const query = refusal === undefined ? (checked as NormalizedTarget).query : ''
 
     // Routing needs only host and path; the route decides how the client is resolved.
-    const match = badPath === undefined ? live.gen.router.find(req.method as string, path, hostOf(req.headers.host)) : NO_MATCH
+    const match = refusal === undefined ? live.gen.router.find(req.method as string, path, hostOf(req.headers.host)) : NO_MATCH
     const route: CompiledRoute | undefined = match.kind === 'found' ? match.value : undefined
     const ctx = new Context(req, res, path, query, (route?.client ?? live.gen.client)(req), live.gen.number, state.log, start, state)
     res.once('close', complete)
     // Debug switch: lets a test prove which generation answered each request.
     if (live.gen.config.admin.responseGenerationHeader) ctx.setResponseHeader('x-tollgate-generation', live.gen.number)
 
-    if (badPath !== undefined) {
-      res.setHeader('connection', 'close')
-      ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, badPath)
+    if (refusal !== undefined) {
+      // Nothing after a refused head is trusted to be framed as the client meant it.
+      res.shouldKeepAlive = false
+      ctx.gatewayReply(refusal.status, refusal.code, refusal.detail)
       return
     }
-    const maxHeaders = live.gen.config.limits.maxHeadersCount
-    if (req.rawHeaders.length / 2 > maxHeaders) {
-      res.setHeader('connection', 'close')
-      ctx.gatewayReply(431, codes.GW_BAD_REQUEST.code, `more than ${maxHeaders} header lines`)
-      return
+    // Node's parser reads nothing after an upgrade request (the bytes belong to the new
+    // protocol), so this connection ends with this response. Upgrade and HTTP2-Settings are
+    // hop-by-hop: the upstream gets a plain request (CHECKLIST A27).
+    if (up.upgrade) res.shouldKeepAlive = false
+    const maxBody = route?.proxy?.maxBodySize
+    if (maxBody !== undefined) {
+      const cl = req.headers['content-length']
+      if (cl !== undefined && Number(cl) > maxBody) {
+        // Refused before a byte of the body is read (and before any 100 Continue).
+        res.shouldKeepAlive = false
+        ctx.gatewayReply(413, codes.GW_BODY_TOO_LARGE.code, `the request body is larger than ${maxBody} bytes`)
+        return
+      }
+    }
+    // Expect: 100-continue (Node's checkContinue is routed here, see http-server.ts): the
+    // client is told to send its body only once something starts reading it, so a request
+    // refused by a policy never has its body sent. A final answer without 100 closes the
+    // connection (Node), since the body may or may not follow.
+    if (req.headers.expect !== undefined && req.httpVersionMinor === 1) {
+      req.once('resume', () => { if (!res.headersSent && !res.destroyed) res.writeContinue() })
     }
 
     if (match.kind === 'found' && route !== undefined) {

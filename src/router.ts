@@ -6,6 +6,8 @@ export interface RouteDef<T> {
   exact: boolean
   methods: readonly string[] | undefined
   hosts: readonly string[] | undefined
+  /** Match the path in any letter case (parameters keep theirs). */
+  caseInsensitive?: boolean
   value: T
 }
 
@@ -27,6 +29,11 @@ interface Entry<T> { methods: ReadonlySet<string> | undefined, value: T }
 class PathRouter<T> {
   #fmw: Tree = EMPTY_TREE
   #byPath = new Map<string, Array<Entry<T>>>()
+  readonly #caseSensitive: boolean
+
+  constructor (caseSensitive: boolean) {
+    this.#caseSensitive = caseSensitive
+  }
 
   add (d: RouteDef<T>): void {
     const entry = {
@@ -45,32 +52,79 @@ class PathRouter<T> {
 
   /** Done adding: take (or build) the tree of these patterns. */
   seal (): void {
-    this.#fmw = treeFor([...this.#byPath.keys()])
+    this.#fmw = treeFor([...this.#byPath.keys()], this.#caseSensitive)
   }
 
-  find (method: string, path: string): RouteMatch<T> {
+  /** The match and the pattern that matched ('' when none). */
+  find (method: string, path: string): { match: RouteMatch<T>, key: string } {
     let found = this.#fmw.find('GET', path)
     // find-my-way lets `:id` match an empty segment (`/orders/` -> id ''); a parameter must
     // name something, so `/orders/` is looked up as `/orders` instead.
     if (found !== null && path.length > 1 && path.endsWith('/') && Object.values(found.params).includes('')) {
       found = this.#fmw.find('GET', path.slice(0, -1))
     }
-    if (found === null) return NOT_FOUND
-    const list = this.#byPath.get((found.store as { key: string }).key) as Array<Entry<T>>
+    if (found === null) return NO_KEY
+    const key = (found.store as { key: string }).key
+    const list = this.#byPath.get(key) as Array<Entry<T>>
     const allowed = new Set<string>()
     for (const e of list) {
       if (e.methods === undefined || e.methods.has(method)) {
         const params = found.params
         delete params['*']
-        return { kind: 'found', value: e.value, params }
+        return { match: { kind: 'found', value: e.value, params }, key }
       }
       for (const m of e.methods) allowed.add(m)
     }
-    return { kind: 'method-not-allowed', allowed: [...allowed] }
+    return { match: { kind: 'method-not-allowed', allowed: [...allowed] }, key }
   }
 }
 
 const NOT_FOUND = { kind: 'not-found' } as const
+const NO_KEY = { match: NOT_FOUND, key: '' }
+
+/**
+ * How specific a pattern is, to choose between a case-sensitive and a case-insensitive route
+ * that both match one path: more segments before any wildcard first, then more static
+ * segments, then no wildcard (find-my-way's own order within one tree).
+ */
+function specificity (key: string): number {
+  const segs = key.split('/').filter((x) => x !== '')
+  const wildcard = segs.at(-1) === '*'
+  const fixed = wildcard ? segs.length - 1 : segs.length
+  let statics = 0
+  for (let i = 0; i < fixed; i++) if ((segs[i] as string)[0] !== ':') statics++
+  return fixed * 1_000_000 + statics * 2 + (wildcard ? 0 : 1)
+}
+
+/**
+ * Case-sensitive routes in one tree, case-insensitive ones (`match.caseInsensitive`) in
+ * another, since find-my-way's case setting is per tree. A path both match goes to the more
+ * specific pattern, and on a tie to the case-sensitive route. So a case-insensitive deny on
+ * `/admin` wins `/ADMIN` over a catch-all `/`.
+ */
+class PathRouters<T> {
+  #cs = new PathRouter<T>(true)
+  #ci: PathRouter<T> | undefined
+
+  add (d: RouteDef<T>): void {
+    if (d.caseInsensitive === true) (this.#ci ??= new PathRouter<T>(false)).add(d)
+    else this.#cs.add(d)
+  }
+
+  seal (): void {
+    this.#cs.seal()
+    this.#ci?.seal()
+  }
+
+  find (method: string, path: string): RouteMatch<T> {
+    const a = this.#cs.find(method, path)
+    if (this.#ci === undefined) return a.match
+    const b = this.#ci.find(method, path)
+    if (b.match.kind === 'not-found') return a.match
+    if (a.match.kind === 'not-found') return b.match
+    return specificity(b.key) > specificity(a.key) ? b.match : a.match
+  }
+}
 
 type Tree = ReturnType<typeof FindMyWay<HTTPVersion.V1>>
 
@@ -87,8 +141,8 @@ const EMPTY_TREE: Tree = FindMyWay<HTTPVersion.V1>()
 const trees = new Map<string, Tree>()
 const TREES_KEPT = 4
 
-function treeFor (patterns: readonly string[]): Tree {
-  const key = patterns.join('\n')
+function treeFor (patterns: readonly string[], caseSensitive: boolean): Tree {
+  const key = (caseSensitive ? 'cs\n' : 'ci\n') + patterns.join('\n')
   let tree = trees.get(key)
   if (tree !== undefined) {
     // Most recently used last.
@@ -96,7 +150,7 @@ function treeFor (patterns: readonly string[]): Tree {
     trees.set(key, tree)
     return tree
   }
-  tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive: true, maxParamLength: 500 })
+  tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive, maxParamLength: 500 })
   // Methods are checked per entry, so the tree needs one method only: registering all seven
   // made building 1,000 routes ten times slower (find-my-way keeps a tree each).
   for (const p of patterns) tree.on('GET', p, () => {}, { key: p })
@@ -111,8 +165,8 @@ function treeFor (patterns: readonly string[]): Tree {
  * routes that name no host.
  */
 export class Router<T> {
-  #any = new PathRouter<T>()
-  #byHost = new Map<string, PathRouter<T>>()
+  #any = new PathRouters<T>()
+  #byHost = new Map<string, PathRouters<T>>()
 
   constructor (defs: ReadonlyArray<RouteDef<T>>) {
     for (const d of defs) {
@@ -120,7 +174,7 @@ export class Router<T> {
       for (const h of d.hosts) {
         const host = h.toLowerCase()
         let r = this.#byHost.get(host)
-        if (r === undefined) { r = new PathRouter<T>(); this.#byHost.set(host, r) }
+        if (r === undefined) { r = new PathRouters<T>(); this.#byHost.set(host, r) }
         r.add(d)
       }
     }

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { codes, GatewayError } from './errors.js'
 import { buildGeneration, closeInstances } from './generation.js'
 import type { Generation } from './generation.js'
-import { createHttpServer } from './http-server.js'
+import { applyServerLimits, createHttpServer } from './http-server.js'
 import { createLogger, flushLogger } from './log.js'
 import { createRequestHandler } from './request-handler.js'
 import { loadHotPath } from './shared-memory.js'
@@ -43,7 +43,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
   const state: HandlerState = { current: live(first), draining: false, log, stats }
-  const server = createHttpServer(first.config)
+  const server = createHttpServer(first.config, log)
   let served = 0
   const handler = createRequestHandler(state)
   server.on('request', (req, res) => { served++; handler(req, res) })
@@ -72,6 +72,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const switchTo = (gen: Generation): void => {
     const old = state.current
     state.current = live(gen)
+    applyServerLimits(server, gen.config)
     stats.setGeneration(gen.number)
     retire(old)
     send({ type: 'generation-applied', number: gen.number })

@@ -40,19 +40,6 @@ const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-
 // Never passed on either: `Proxy` is read as HTTP_PROXY by CGI-style upstreams (httpoxy);
 // `Expect` was answered here (100 Continue is the gateway's to send).
 const NOT_FORWARDED = new Set(['proxy', 'expect'])
-// Framing and routing fields an upstream's trailer section may not set for the client.
-const NO_TRAILER = new Set(['content-length', 'content-type', 'content-encoding', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expires', 'date', 'location', 'retry-after', 'vary', 'www-authenticate'])
-
-/** True when the client's `TE` lists `trailers` (RFC 9110 §10.1.4). */
-function acceptsTrailers (te: string | string[] | undefined): boolean {
-  if (te === undefined) return false
-  for (const part of (Array.isArray(te) ? te.join(',') : te).split(',')) {
-    const t = part.trim()
-    const semi = t.indexOf(';')
-    if ((semi === -1 ? t : t.slice(0, semi).trim()).toLowerCase() === 'trailers') return true
-  }
-  return false
-}
 
 function queryPart (q: string): string {
   return q === '' ? '' : '?' + q
@@ -93,9 +80,6 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
   out.push('host', route.preserveHost && host !== undefined ? host : target.host)
-  // TE is hop-by-hop: the client's codings are not the upstream's business, but whether the
-  // far end accepts trailers is, since they are passed back (CHECKLIST A25).
-  if (acceptsTrailers(ctx.headers.te)) out.push('te', 'trailers')
   if (set !== undefined) for (const [k, v] of set) out.push(k, v)
   return out
 }
@@ -205,28 +189,12 @@ class GuardedBody extends Readable {
 }
 
 /** Response headers for the client: hop-by-hop and nominated ones out. */
-function clientHeaders (headers: IncomingHttpHeaders, keepTrailer: boolean): OutgoingHttpHeaders {
+function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers.connection)
   const out: OutgoingHttpHeaders = {}
   for (const k in headers) {
-    if (HOP_BY_HOP.has(k) || nominated?.has(k) === true) {
-      // `Trailer` announces the trailer fields; kept when they are passed on.
-      if (!(keepTrailer && k === 'trailer' && nominated?.has(k) !== true)) continue
-    }
+    if (HOP_BY_HOP.has(k) || nominated?.has(k) === true) continue
     out[k] = headers[k]
-  }
-  return out
-}
-
-/** The upstream's trailer fields that may go to the client, or undefined for none. */
-function clientTrailers (trailers: Record<string, string | string[] | undefined> | undefined): Record<string, string> | undefined {
-  if (trailers === undefined) return undefined
-  let out: Record<string, string> | undefined
-  for (const k in trailers) {
-    const lower = k.toLowerCase()
-    const v = trailers[k]
-    if (v === undefined || HOP_BY_HOP.has(lower) || NO_TRAILER.has(lower)) continue
-    (out ??= {})[lower] = Array.isArray(v) ? v.join(', ') : v
   }
   return out
 }
@@ -273,14 +241,13 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   // A streamed one goes through the guard (size limit, idle timeout, byte count).
   const guard = ctx.bodyBuffer === undefined && hasBody(ctx) ? new GuardedBody(ctx.req, route.maxBodySize, route.bodyIdleTimeout) : undefined
   const body = ctx.bodyBuffer !== undefined ? (ctx.bodyBuffer.length === 0 ? null : ctx.bodyBuffer) : guard ?? null
-  const trailers = acceptsTrailers(ctx.headers.te)
 
   const handler: Dispatcher.DispatchHandler = {
     onRequestStart (c) { controller = c },
     onResponseStart (c, statusCode, headers) {
       if (statusCode < 200) return
       ctx.outcome.upstreamMs = performance.now() - started
-      const info = { status: statusCode, headers: clientHeaders(headers, trailers) }
+      const info = { status: statusCode, headers: clientHeaders(headers) }
       ctx.applyResponseHeaders(info.headers)
       try {
         runResponseHooks(ctx, pipeline.onResponse, info)
@@ -303,16 +270,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
         }
       }
     },
-    onResponseEnd (_c, upstreamTrailers) {
-      // Trailers go out only in a chunked response, to a client that said it takes them.
-      const t = trailers && res.chunkedEncoding ? clientTrailers(upstreamTrailers) : undefined
-      if (t !== undefined) {
-        try {
-          res.addTrailers(t)
-        } catch (err) {
-          ctx.log.warn({ err }, 'upstream trailers not passed on')
-        }
-      }
+    onResponseEnd () {
       res.end(finish)
     },
     onResponseError (_c, err) {
