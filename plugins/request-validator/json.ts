@@ -74,18 +74,21 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
   for (let i = 0; i < len; i++) {
     const c = text.charCodeAt(i)
     if (c === QUOTE) {
+      // The closing quote: the next `"` preceded by an even number of backslashes (found with
+      // indexOf, which is much faster than a loop over a long string's characters).
       let j = i + 1
-      let escaped = false
-      while (j < len) {
-        const d = text.charCodeAt(j)
-        if (d === BACKSLASH) { escaped = true; j += 2; continue }
-        if (d === QUOTE) break
-        j++
+      for (;;) {
+        const q = text.indexOf('"', j)
+        if (q === -1) { j = len; break }
+        let b = q - 1
+        while (b > i && text.charCodeAt(b) === BACKSLASH) b--
+        if (((q - 1 - b) & 1) === 0) { j = q; break }
+        j = q + 1
       }
       if (j >= len) break // unterminated: JSON.parse reports it
       if (expectKey && wantKeys) {
         let key = text.slice(i + 1, j)
-        if (escaped) {
+        if (key.indexOf('\\') !== -1) {
           try { key = JSON.parse(text.slice(i, j + 1)) as string } catch { break }
         }
         if (proto && (key === '__proto__' || (key === 'prototype' && inCtor[depth] === 1))) {
