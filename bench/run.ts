@@ -16,6 +16,7 @@ import { formatTable, noisy, writeResults, type Results, type SubjectRecord } fr
 import { ratio, spread } from './lib/stats.js'
 import { startUpstream, subjects, type RunningSubject, type SubjectContext } from './subjects.js'
 import { authTargets } from './auth-subjects.js'
+import { validateTargets } from './validate-subjects.js'
 
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
@@ -150,7 +151,7 @@ function onSignal(sig: NodeJS.Signals): void {
 async function measure(
   tool: LoadTool, options: Options, subject: SubjectRecord, running: RunningSubject, round: number,
 ): Promise<void> {
-  const load = { ...options.load, headers: running.headers }
+  const load = { ...options.load, headers: running.headers, method: running.method, body: running.body }
   if (options.warmupSec > 0) await tool.run(running.url, { ...load, durationSec: options.warmupSec })
   const startedAt = new Date().toISOString()
   const loadavg = os.loadavg()
@@ -332,7 +333,7 @@ async function main(): Promise<number> {
     })
     if (paired.length === 0) continue
     const x = spread(paired)
-    const goal = authTargets[r.name]
+    const goal = authTargets[r.name] ?? validateTargets[r.name]
     // CPU per request, tollgate's over the subject's: the throughput ratio the CPU cost
     // alone predicts for a CPU-bound gateway.
     const cpu = r.rounds.flatMap((round) => {

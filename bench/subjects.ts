@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { startServer } from './lib/children.js'
 import { announcedPort, tollgateListening } from './lib/ready.js'
 import { authSubjects } from './auth-subjects.js'
+import { validateSubjects } from './validate-subjects.js'
 
 export interface SubjectContext {
   /** Base URL of the shared upstream, e.g. http://127.0.0.1:41234 */
@@ -21,6 +22,9 @@ export interface RunningSubject {
   url: string
   /** Headers every request to this subject carries (a credential). */
   headers?: Record<string, string>
+  /** Method and body of every request, when not a plain GET (the validator's JSON POST). */
+  method?: string
+  body?: string
   /** The process serving the requests, for its CPU time per request. */
   pid?: number
   commandLine: string
@@ -104,7 +108,7 @@ const coreSubjects: readonly Subject[] = [
   },
 ]
 
-export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects]
+export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects, ...validateSubjects]
 
 /**
  * A config with the issue's policy set: a deny list of 1,000,000 distinct /32s and /24s (none

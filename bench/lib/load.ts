@@ -1,6 +1,8 @@
 // The load generator: wrk (closed loop, fixed connections), parsed into numbers. Falls back
 // to autocannon only when it is already installed; the bench does not depend on it.
-import { accessSync, constants } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { accessSync, constants, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { runCaptured } from './children.js'
 
@@ -10,6 +12,27 @@ export interface LoadSettings {
   durationSec: number
   /** Request headers every request carries (credentials for the auth subjects). */
   headers?: Readonly<Record<string, string>>
+  /** Method of every request (default GET). */
+  method?: string
+  /** Body every request carries (the validator subject's JSON). */
+  body?: string
+}
+
+/**
+ * wrk sends a method and body only from a Lua script: one is written to the temp dir for
+ * the run (its name from its content) and removed after. Undefined for plain GETs.
+ */
+function wrkScript(s: LoadSettings): { file: string; text: string } | undefined {
+  if (s.method === undefined && s.body === undefined) return undefined
+  // A Lua long string whose closing bracket does not occur in the body.
+  let eq = ''
+  while (s.body?.includes(`]${eq}]`) === true) eq += '='
+  const lines = [`wrk.method = ${JSON.stringify(s.method ?? 'GET')}`]
+  // A long string drops a newline right after its opening bracket; the body starts on the next line.
+  if (s.body !== undefined) lines.push(`wrk.body = [${eq}[\n${s.body}]${eq}]`)
+  const text = lines.join('\n') + '\n'
+  const file = path.join(tmpdir(), `tollgate-bench-${createHash('sha256').update(text).digest('hex').slice(0, 16)}.lua`)
+  return { file, text }
 }
 
 /** `-H 'name: value'` pairs for wrk. */
@@ -114,8 +137,11 @@ async function wrkTool(bin: string): Promise<LoadTool> {
   // `wrk --version` prints its banner and exits 1.
   const v = await runCaptured(bin, ['--version'], 5_000)
   const version = (v.stdout + v.stderr).split('\n')[0]?.trim() ?? 'unknown'
-  const commandFor = (url: string, s: LoadSettings): string[] =>
-    [bin, '-t', String(s.threads), '-c', String(s.connections), '-d', `${s.durationSec}s`, ...headerArgs(s), '--latency', url]
+  const commandFor = (url: string, s: LoadSettings): string[] => {
+    const script = wrkScript(s)
+    return [bin, '-t', String(s.threads), '-c', String(s.connections), '-d', `${s.durationSec}s`, ...headerArgs(s),
+      ...(script === undefined ? [] : ['-s', script.file]), '--latency', url]
+  }
   return {
     name: 'wrk',
     path: bin,
@@ -123,7 +149,10 @@ async function wrkTool(bin: string): Promise<LoadTool> {
     commandFor,
     async run(url, s) {
       const [cmd, ...args] = commandFor(url, s)
+      const script = wrkScript(s)
+      if (script !== undefined) writeFileSync(script.file, script.text)
       const r = await runCaptured(cmd!, args, s.durationSec * 1000 + OVERRUN_MS)
+        .finally(() => { if (script !== undefined) rmSync(script.file, { force: true }) })
       if (r.timedOut) throw new Error(`wrk ran past ${s.durationSec}s + ${OVERRUN_MS / 1000}s and was stopped`)
       if (r.code !== 0) throw new Error(`wrk failed (${r.signal ?? `code ${r.code}`}): ${r.stderr || r.stdout}`)
       return parseWrk(r.stdout)
@@ -144,7 +173,8 @@ interface AutocannonJson {
 
 function autocannonTool(bin: string): LoadTool {
   const commandFor = (url: string, s: LoadSettings): string[] =>
-    [bin, '-c', String(s.connections), '-d', String(s.durationSec), ...headerArgs(s), '--json', url]
+    [bin, '-c', String(s.connections), '-d', String(s.durationSec), ...headerArgs(s),
+      ...(s.method === undefined ? [] : ['-m', s.method]), ...(s.body === undefined ? [] : ['-b', s.body]), '--json', url]
   return {
     name: 'autocannon',
     path: bin,

@@ -1,0 +1,130 @@
+// The request-validator subjects of the bench: tollgate POSTing a 1 KiB JSON order that a
+// realistic schema accepts (so every request is read, scanned, parsed, validated and sent
+// upstream from memory), and the same POST through tollgate without the plugin, to tell
+// the validator's cost from the cost of carrying a body. Compare both with `tollgate`.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startServer } from './lib/children.js'
+import { tollgateListening } from './lib/ready.js'
+import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
+
+const HOST = '127.0.0.1'
+
+/** An order as a shop's API takes it: nested objects, an array of line items, formats and patterns. */
+export const ORDER_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['orderId', 'currency', 'customer', 'items', 'shipping'],
+  properties: {
+    orderId: { type: 'string', pattern: '^ord_[0-9a-f]{16}$' },
+    createdAt: { type: 'string', format: 'date-time' },
+    currency: { type: 'string', enum: ['EUR', 'USD', 'GBP'] },
+    customer: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['id', 'email'],
+      properties: {
+        id: { type: 'string', minLength: 1, maxLength: 64 },
+        email: { type: 'string', format: 'email', maxLength: 254 },
+        name: { type: 'string', maxLength: 200 },
+        phone: { type: 'string', pattern: '^\\+?[0-9 ()-]{6,20}$' }
+      }
+    },
+    items: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 100,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['sku', 'quantity', 'unitPrice'],
+        properties: {
+          sku: { type: 'string', pattern: '^[A-Z]{3}-[0-9]{4}$' },
+          quantity: { type: 'integer', minimum: 1, maximum: 1000 },
+          unitPrice: { type: 'number', minimum: 0 },
+          note: { type: 'string', maxLength: 500 }
+        }
+      }
+    },
+    shipping: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['street', 'city', 'postalCode', 'country'],
+      properties: {
+        street: { type: 'string', maxLength: 200 },
+        city: { type: 'string', maxLength: 100 },
+        postalCode: { type: 'string', pattern: '^[A-Z0-9 -]{3,10}$' },
+        country: { type: 'string', pattern: '^[A-Z]{2}$' }
+      }
+    },
+    coupon: { type: ['string', 'null'], maxLength: 32 },
+    tags: { type: 'array', maxItems: 10, uniqueItems: true, items: { type: 'string', maxLength: 32 } },
+    metadata: { type: 'object', maxProperties: 20, additionalProperties: { type: 'string', maxLength: 256 } }
+  }
+}
+
+/** A valid order of exactly 1 KiB (1,024 bytes of JSON). */
+export function orderBody (size = 1024): string {
+  const order = {
+    orderId: 'ord_0123456789abcdef',
+    createdAt: '2024-05-01T12:34:56Z',
+    currency: 'EUR',
+    customer: { id: 'cus_42', email: 'jane.doe@example.com', name: 'Jane Doe', phone: '+44 20 7946 0958' },
+    items: Array.from({ length: 6 }, (_, i) => ({ sku: `ABC-${1000 + i}`, quantity: i + 1, unitPrice: 9.99 + i, note: 'gift wrap' })),
+    shipping: { street: '221B Baker Street', city: 'London', postalCode: 'NW1 6XE', country: 'GB' },
+    coupon: null,
+    tags: ['web', 'priority'],
+    metadata: { channel: 'web', campaign: 'spring', pad: '' }
+  }
+  const base = JSON.stringify(order).length
+  if (base > size) throw new Error(`the order is ${base} bytes before padding, more than ${size}`)
+  order.metadata.pad = 'x'.repeat(size - base)
+  return JSON.stringify(order)
+}
+
+async function startTollgate (ctx: SubjectContext, name: string, plugins: unknown[]): Promise<RunningSubject> {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
+  const file = join(dir, 'gateway.json')
+  writeFileSync(file, JSON.stringify({ routes: [{ name: 'all', match: { path: '/' }, upstream: ctx.upstreamUrl, plugins }] }))
+  const s = await startServer({
+    name,
+    command: process.execPath,
+    args: [`${ctx.root}/bin/tollgate.js`, '--config', file, '--host', HOST, '--port', '0', '--workers', '1', '--log-level', 'warn'],
+    cwd: ctx.root,
+    ready: tollgateListening,
+    startTimeoutMs: 30_000,
+  })
+  const stop = async (): Promise<void> => {
+    await s.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+  return {
+    url: `http://${HOST}:${s.port}/`,
+    headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    body: orderBody(),
+    pid: s.pid,
+    commandLine: s.commandLine,
+    alive: s.alive,
+    stop,
+  }
+}
+
+export const validateSubjects: readonly Subject[] = [
+  {
+    name: 'tollgate-post',
+    description: 'tollgate, 1 worker, no plugins, POSTing the 1 KiB JSON order (streamed)',
+    start: (ctx) => startTollgate(ctx, 'tollgate-post', []),
+  },
+  {
+    name: 'tollgate-validator',
+    description: 'tollgate, 1 worker: request-validator with an order schema, POSTing a valid 1 KiB JSON order',
+    start: (ctx) => startTollgate(ctx, 'tollgate-validator', [{ name: 'request-validator', config: { body: ORDER_SCHEMA } }]),
+  },
+]
+
+/** The request-validator issue's target, as a fraction of the `tollgate` subject's req/s. */
+export const validateTargets: Readonly<Record<string, number>> = {
+  'tollgate-validator': 0.85,
+}
