@@ -205,7 +205,10 @@ export function createRequestValidator (config: RequestValidatorConfig, api: Plu
       return
     }
     const validate = bodyV as ValidateFunction
-    if (!validate(parsed.value) && invalid(ctx, 'body', validate)) return
+    if (!validate(parsed.value)) {
+      invalid(ctx, 'body', validate)
+      return
+    }
     ctx.state[STATE_KEY] = { body: parsed.value }
   }
 

@@ -332,6 +332,7 @@ t.test('enforce: false logs what would be refused and lets the request through',
   const h = await createPluginHarness(requestValidator, { enforce: false, body: ORDER, query: { type: 'object', properties: { n: { type: 'integer' } } } }, { log })
   const r = await post(h, JSON.stringify({ sku: 'nope', quantity: 1 }))
   t.equal(r.replied, false)
+  t.equal(r.ctx.state['request-validator'], undefined, 'an invalid body is not offered to later plugins')
   t.equal((await h.request({ query: 'n=x' })).replied, false)
   t.equal((await post(h, '{}', { 'content-type': 'text/plain' })).replied, false)
   t.match(lines, [{ code: 'BODY_INVALID', errors: [{ pointer: '/sku' }] }, { code: 'QUERY_INVALID' }, { code: 'UNSUPPORTED_MEDIA_TYPE' }])
