@@ -94,7 +94,14 @@ export function compileSchema (schema: Record<string, unknown>, o: CompileOption
   const ajv = instance(o)
   // A private copy: ajv holds on to the object, and the config's may be frozen or reused.
   const own = JSON.parse(text) as Record<string, unknown>
-  const validate = ajv.compile(own)
+  let validate: ValidateFunction
+  try {
+    validate = ajv.compile(own)
+  } catch (err) {
+    // ajv has kept the schema before finding it bad: a refused update must not leak it.
+    ajv.removeSchema(own)
+    throw err
+  }
   cache.set(key, { validate, ajv, schema: own })
   if (cache.size > MAX_CACHED) {
     const [oldKey, old] = cache.entries().next().value as [string, { ajv: Ajv, schema: object }]

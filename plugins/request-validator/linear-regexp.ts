@@ -300,7 +300,6 @@ function isLineTerminator (c: number): boolean {
 export function compileLinear (pattern: string): LinearRegExp {
   // V8 checks the syntax; this engine only reads patterns V8 accepted.
   try {
-    // eslint-disable-next-line no-new
     new RegExp(pattern, 'u')
   } catch (err) {
     throw new UnsupportedPatternError(`not a valid regular expression (u flag): ${(err as Error).message}`)
