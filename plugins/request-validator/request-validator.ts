@@ -132,8 +132,6 @@ function compileAll (schemas: RequestSchemas, config: RequestValidatorConfig): C
 
 /* ------------------------------ the hook ------------------------------ */
 
-const NO_BODY_METHODS_NOTE = 'a body is required'
-
 /**
  * The validate-phase hook: params, query and headers are checked synchronously; a body is
  * read (and so buffered, then sent upstream from memory) only when there is a body schema.
@@ -192,7 +190,7 @@ export function createRequestValidator (config: RequestValidatorConfig, api: Plu
   const checkBody = (ctx: RequestContext, buf: Buffer | undefined): void => {
     if (buf === undefined) return // the gateway answered (413, 400) or the client left
     if (buf.length === 0) {
-      if (bodyRequired(ctx.method)) refuse(ctx, 400, 'BODY_MISSING', `${NO_BODY_METHODS_NOTE} (${accepted})`)
+      if (bodyRequired(ctx.method)) refuse(ctx, 400, 'BODY_MISSING', `the request needs a body (${accepted})`)
       return
     }
     if (!isUtf8(buf)) {
@@ -245,7 +243,7 @@ export function createRequestValidator (config: RequestValidatorConfig, api: Plu
       const te = ctx.headers['transfer-encoding']
       const cl = ctx.headers['content-length']
       if (te === undefined && (cl === undefined || Number(cl) === 0)) {
-        if (bodyRequired(ctx.method)) refuse(ctx, 400, 'BODY_MISSING', `${NO_BODY_METHODS_NOTE} (${accepted})`)
+        if (bodyRequired(ctx.method)) refuse(ctx, 400, 'BODY_MISSING', `the request needs a body (${accepted})`)
         return
       }
       const types = ctx.headerValues('content-type')
