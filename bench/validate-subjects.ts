@@ -1,10 +1,12 @@
 // The request-validator subjects of the bench: tollgate POSTing a 1 KiB JSON order that a
 // realistic schema accepts (so every request is read, scanned, parsed, validated and sent
-// upstream from memory), and the same POST through tollgate without the plugin, to tell
-// the validator's cost from the cost of carrying a body. Compare both with `tollgate`.
+// upstream from memory); and the same POST through tollgate without the plugin (streamed)
+// and with a plugin that only reads the body (buffered, sent from memory), to tell the
+// validator's own cost from the cost of carrying a body. Compare all with `tollgate`.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pathToFileURL } from 'node:url'
 import { startServer } from './lib/children.js'
 import { tollgateListening } from './lib/ready.js'
 import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
@@ -83,8 +85,24 @@ export function orderBody (size = 1024): string {
   return JSON.stringify(order)
 }
 
+/**
+ * A plugin that only reads the body (ctx.readBody), for the buffered baseline: the body is
+ * then sent upstream from memory, as with the validator, but nothing is parsed or checked.
+ */
+function readBodyPlugin (root: string): string {
+  return `import { definePlugin } from ${JSON.stringify(pathToFileURL(join(root, 'dist/src/plugin.js')).href)}
+export default definePlugin({
+  name: 'read-body',
+  phase: 'validate',
+  schema: { type: 'object', additionalProperties: false },
+  create: () => ({ onRequest: (ctx) => ctx.readBody(1048576).then(() => {}) })
+})
+`
+}
+
 async function startTollgate (ctx: SubjectContext, name: string, plugins: unknown[]): Promise<RunningSubject> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
+  writeFileSync(join(dir, 'read-body.mjs'), readBodyPlugin(ctx.root))
   const file = join(dir, 'gateway.json')
   writeFileSync(file, JSON.stringify({ routes: [{ name: 'all', match: { path: '/' }, upstream: ctx.upstreamUrl, plugins }] }))
   const s = await startServer({
@@ -116,6 +134,11 @@ export const validateSubjects: readonly Subject[] = [
     name: 'tollgate-post',
     description: 'tollgate, 1 worker, no plugins, POSTing the 1 KiB JSON order (streamed)',
     start: (ctx) => startTollgate(ctx, 'tollgate-post', []),
+  },
+  {
+    name: 'tollgate-read-body',
+    description: 'tollgate, 1 worker: a plugin that only reads the body (ctx.readBody), POSTing the 1 KiB JSON order (buffered)',
+    start: (ctx) => startTollgate(ctx, 'tollgate-read-body', [{ name: 'read-body', module: './read-body.mjs' }]),
   },
   {
     name: 'tollgate-validator',
