@@ -32,7 +32,7 @@ export function isSafeHeaderValue (value: string): boolean {
 export type UnderscoreAction = 'allow' | 'drop' | 'reject'
 
 /** A request the gateway refuses before routing: status, problem code and detail. */
-export interface HeadProblem { status: number, code: 'GW_BAD_REQUEST' | 'GW_NOT_IMPLEMENTED' | 'GW_HEADERS_TOO_LARGE', detail: string }
+export interface HeadProblem { status: number, code: 'GW_BAD_REQUEST' | 'GW_NOT_IMPLEMENTED' | 'GW_HEADERS_TOO_LARGE' | 'GW_VERSION_NOT_SUPPORTED', detail: string }
 
 /** inspectHead() result bits. */
 export const HEAD_UPGRADE = 1

@@ -1,5 +1,5 @@
 import { createServer, STATUS_CODES } from 'node:http'
-import type { IncomingMessage, Server } from 'node:http'
+import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { HTTP_DEFAULTS } from './config-schema.js'
@@ -44,13 +44,40 @@ export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
   })
   applyServerLimits(server, config)
 
+  const refused = new WeakSet<Duplex>()
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    const s = socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null }
+    const s = socket as ParsedSocket
+    // The parser stays failed: more bytes on this connection report the same error again.
+    if (refused.has(s)) return
+    refused.add(s)
+    log?.debug({ code: err.code, reason: err.message }, 'client request refused by the parser')
+    const [status, code, detail] = classify(err)
+    const incoming = s.parser?.incoming
+    failed.add(s)
+    const waiting = watchers.get(s)
+    watchers.delete(s)
+    if (waiting !== undefined) for (const fn of waiting) fn()
+    if (s._httpMessage != null && err.code === 'HPE_CLOSED_CONNECTION') {
+      // Bytes after a request that said Connection: close: answer it, then close, no more.
+      afterAnswers(s, () => s.end())
+      return
+    }
+    if (s._httpMessage != null && err.code?.startsWith('HPE_') === true && (incoming == null || incoming.complete)) {
+      // Bad bytes after one or more complete requests (pipelined, or trailing garbage): those
+      // requests were proxied and are being answered; they get their answers, in order, and
+      // then the refusal and the close. Cutting them off would leave the client counting
+      // fewer answers than the requests the upstream served (CHECKLIST A8 differential).
+      afterAnswers(s, () => lingerClose(s, rawProblem(status, code, detail)))
+      return
+    }
+    // Node's own rule: a refusal only when no answer on this connection has started.
     if (err.code !== 'ECONNRESET' && s.writable && (s._httpMessage == null || s._httpMessage.headersSent !== true)) {
-      const [status, code, detail] = classify(err)
+      if (err.code?.startsWith('HPE_') === true) {
+        lingerClose(s, rawProblem(status, code, detail))
+        return
+      }
       s.write(rawProblem(status, code, detail))
     }
-    log?.debug({ code: err.code, reason: err.message }, 'client request refused by the parser')
     s.destroy()
   })
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
@@ -92,6 +119,73 @@ export function applyServerLimits (server: Server, config: GatewayConfig): void 
   server.requestTimeout = l.requestTimeout
   server.keepAliveTimeout = l.keepAliveTimeout
   ;(server as Server & { maxHeaderSize?: number }).maxHeaderSize = l.maxHeaderSize
+}
+
+/** What Node keeps on an HTTP server's socket (internal, read only). */
+type ParsedSocket = Duplex & {
+  /** The response being written on this connection; the next queued one replaces it when it finishes. */
+  _httpMessage?: (ServerResponse & { headersSent: boolean }) | null
+  parser?: { incoming?: IncomingMessage | null } | null
+}
+
+// Connections whose parser failed, and what to tell when one does (a request body on its way
+// upstream must stop: the bytes after the failure are not part of it).
+const failed = new WeakSet<object>()
+const watchers = new WeakMap<object, Set<() => void>>()
+
+/**
+ * Call `fn` if the parser of this connection fails (at once if it already has). Returns the
+ * function that cancels the watch.
+ */
+export function onParseFailure (socket: object | null, fn: () => void): () => void {
+  if (socket === null || failed.has(socket)) {
+    queueMicrotask(fn)
+    return () => {}
+  }
+  let set = watchers.get(socket)
+  if (set === undefined) watchers.set(socket, set = new Set())
+  set.add(fn)
+  return () => { set?.delete(fn) }
+}
+
+/** How long a refused connection keeps reading (and discarding) what the client still sends. */
+const LINGER_MS = 1000
+
+/**
+ * Send the refusal, half-close, and keep reading for a moment before closing: a client still
+ * sending its request (a large body, a megabyte of chunk extensions) would otherwise get a
+ * reset for the unread bytes, which can destroy the refusal before it reads it. The failed
+ * parser discards what arrives.
+ */
+function lingerClose (s: Duplex, response: string): void {
+  if (!s.writable) {
+    s.destroy()
+    return
+  }
+  s.end(response)
+  const timer = setTimeout(() => s.destroy(), LINGER_MS)
+  timer.unref()
+  s.once('close', () => clearTimeout(timer))
+}
+
+/** Run `fn` once every response already queued on the connection has finished (bounded). */
+function afterAnswers (s: ParsedSocket, fn: () => void): void {
+  let rounds = 0
+  let done = false
+  let watching: ServerResponse | undefined
+  const check = (): void => {
+    if (done) return
+    if (s.destroyed) { done = true; return }
+    const m = s._httpMessage
+    if (m == null || rounds++ > 1000) { done = true; fn(); return }
+    if (m === watching) return
+    watching = m
+    // Node hands the socket to the next queued response in its own 'finish' listener.
+    const next = (): void => { setImmediate(check) }
+    m.once('finish', next)
+    m.once('close', next)
+  }
+  check()
 }
 
 function classify (err: NodeJS.ErrnoException): [number, string, string] {

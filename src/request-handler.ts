@@ -47,6 +47,16 @@ function hostOf (value: string | undefined): string {
 
 const bad = (detail: string): HeadProblem => ({ status: 400, code: 'GW_BAD_REQUEST', detail })
 
+// Connections this handler has decided to close after the current answer. Node goes on
+// parsing requests pipelined behind it; they are not served (never proxied), since their
+// answers could never be sent: the upstream must see only what the client is answered for.
+const closing = new WeakSet<object>()
+
+function closeAfter (res: ServerResponse): void {
+  res.shouldKeepAlive = false
+  closing.add(res.socket ?? res)
+}
+
 /**
  * The request target and Host, checked and normalized (path.ts). An absolute-form target
  * (`GET http://a.example/x`) is served only when its authority is the Host header, so
@@ -76,6 +86,8 @@ function readTarget (req: IncomingMessage, limits: GatewayConfig['limits']): Nor
  * names, Host and target. Sets `up.upgrade` when the client asked for a protocol upgrade.
  */
 function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: { upgrade: boolean }): NormalizedTarget | HeadProblem {
+  // llhttp takes any single-digit version (HTTP/2.0, HTTP/0.9): only 1.0 and 1.1 are HTTP/1.
+  if (req.httpVersionMajor !== 1) return { status: 505, code: 'GW_VERSION_NOT_SUPPORTED', detail: `HTTP/${req.httpVersion} is not supported` }
   if (req.rawHeaders.length / 2 > limits.maxHeadersCount) return { status: 431, code: 'GW_HEADERS_TOO_LARGE', detail: `more than ${limits.maxHeadersCount} header lines` }
   const head = inspectHead(req.rawHeaders, req.httpVersionMinor, limits.headersWithUnderscores ?? HTTP_DEFAULTS.headersWithUnderscores)
   if (typeof head !== 'number') return head
@@ -90,6 +102,7 @@ function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: {
  */
 export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse) => void {
   return function handle (req, res) {
+    if (closing.has(req.socket)) return
     const start = performance.now()
     const live = state.current
     live.inFlight++
@@ -124,20 +137,20 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
 
     if (refusal !== undefined) {
       // Nothing after a refused head is trusted to be framed as the client meant it.
-      res.shouldKeepAlive = false
+      closeAfter(res)
       ctx.gatewayReply(refusal.status, refusal.code, refusal.detail)
       return
     }
     // Node's parser reads nothing after an upgrade request (the bytes belong to the new
     // protocol), so this connection ends with this response. Upgrade and HTTP2-Settings are
     // hop-by-hop: the upstream gets a plain request (CHECKLIST A27).
-    if (up.upgrade) res.shouldKeepAlive = false
+    if (up.upgrade) closeAfter(res)
     const maxBody = route?.proxy?.maxBodySize
     if (maxBody !== undefined) {
       const cl = req.headers['content-length']
       if (cl !== undefined && Number(cl) > maxBody) {
         // Refused before a byte of the body is read (and before any 100 Continue).
-        res.shouldKeepAlive = false
+        closeAfter(res)
         ctx.gatewayReply(413, codes.GW_BODY_TOO_LARGE.code, `the request body is larger than ${maxBody} bytes`)
         return
       }

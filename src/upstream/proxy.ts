@@ -4,6 +4,7 @@ import type { Dispatcher, Pool } from 'undici'
 import type { Context } from '../context.js'
 import { codes } from '../errors.js'
 import { connectionNominated, HOP_BY_HOP } from '../headers.js'
+import { onParseFailure } from '../http-server.js'
 import type { Pipeline } from '../pipeline.js'
 import { runResponseHooks } from '../pipeline.js'
 import type { Balancer } from './balancer.js'
@@ -84,8 +85,8 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   return out
 }
 
-/** Why a guarded request body was cut short. */
-type Cut = 'too-large' | 'idle' | undefined
+/** Why a guarded request body was cut short ('broken': the parser refused what followed). */
+type Cut = 'too-large' | 'idle' | 'broken' | undefined
 
 /**
  * The client's request body on its way to undici: counts bytes against the route's limit
@@ -97,6 +98,12 @@ type Cut = 'too-large' | 'idle' | undefined
  *
  * The idle timer runs only while the gateway is waiting for the client: when undici is not
  * taking bytes (back-pressure, no free upstream connection yet), the client is not late.
+ *
+ * Each piece is passed on a microtask later, once the parser has finished the packet it came
+ * in: a packet whose body is followed by a framing error (`5\r\nhelloXX`) then never gets its
+ * first bytes out, and undici, which writes the request head with the first body bytes,
+ * sends nothing upstream. A framing error in a later packet can only cut a request that is
+ * already on its way: the upstream connection is reset before the request is complete.
  */
 class GuardedBody extends Readable {
   bytes = 0
@@ -106,6 +113,7 @@ class GuardedBody extends Readable {
   readonly #idleMs: number
   #timer: NodeJS.Timeout | undefined
   #ended = false
+  readonly #unwatch: () => void
 
   constructor (src: IncomingMessage, limit: number, idleMs: number) {
     super({ highWaterMark: 65536 })
@@ -116,6 +124,9 @@ class GuardedBody extends Readable {
     src.once('end', this.#onEnd)
     src.once('error', this.#onError)
     src.once('close', this.#onClose)
+    // The parser refused bytes after some of this body: the body will never end. The refusal
+    // itself is written by the server's clientError handler.
+    this.#unwatch = onParseFailure(src.socket, () => { if (!this.#ended) this.#stop('broken', 'the request body was malformed') })
     this.#arm()
   }
 
@@ -146,10 +157,16 @@ class GuardedBody extends Readable {
       this.#stop('too-large', 'request body over the limit')
       return
     }
+    queueMicrotask(() => this.#forward(chunk))
+  }
+
+  #forward (chunk: Buffer): void {
+    if (this.destroyed) return
+    const src = this.#src
     if (this.push(chunk)) {
       this.#arm()
     } else {
-      this.#src.pause()
+      src.pause()
       this.#disarm()
     }
   }
@@ -157,7 +174,7 @@ class GuardedBody extends Readable {
   readonly #onEnd = (): void => {
     this.#ended = true
     this.#disarm()
-    this.push(null)
+    queueMicrotask(() => { if (!this.destroyed) this.push(null) })
   }
 
   readonly #onError = (err: Error): void => { this.destroy(err) }
@@ -179,6 +196,7 @@ class GuardedBody extends Readable {
 
   override _destroy (err: Error | null, cb: (err?: Error | null) => void): void {
     this.#disarm()
+    this.#unwatch()
     const src = this.#src
     src.off('data', this.#onData)
     src.off('end', this.#onEnd)
@@ -197,6 +215,25 @@ function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
     out[k] = headers[k]
   }
   return out
+}
+
+/** An upstream response's framing the gateway does not pass on, as an error; undefined when fine. */
+class UpstreamFramingError extends Error {
+  code = 'GW_UPSTREAM_FRAMING'
+  override name = 'UpstreamFramingError'
+}
+
+/**
+ * undici's parser refuses Content-Length with Transfer-Encoding, but takes `chunked, chunked`
+ * and codings it does not decode (`gzip, chunked`, read to the close). The client would get
+ * a body framed by the gateway but still in a coding nobody announced (CHECKLIST A31).
+ */
+function badFraming (headers: IncomingHttpHeaders): UpstreamFramingError | undefined {
+  const te = headers['transfer-encoding']
+  if (te !== undefined && (typeof te !== 'string' || te.trim().toLowerCase() !== 'chunked')) return new UpstreamFramingError(`upstream Transfer-Encoding '${String(te)}'`)
+  const cl = headers['content-length'] as string | string[] | undefined
+  if (cl !== undefined && (typeof cl !== 'string' || !/^[0-9]+$/.test(cl))) return new UpstreamFramingError(`upstream Content-Length '${String(cl)}'`)
+  return undefined
 }
 
 function hasBody (ctx: Context): boolean {
@@ -246,6 +283,12 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     onRequestStart (c) { controller = c },
     onResponseStart (c, statusCode, headers) {
       if (statusCode < 200) return
+      const framing = badFraming(headers)
+      if (framing !== undefined) {
+        // Aborting a response in progress makes undici destroy that upstream connection.
+        c.abort(framing)
+        return
+      }
       ctx.outcome.upstreamMs = performance.now() - started
       const info = { status: statusCode, headers: clientHeaders(headers) }
       ctx.applyResponseHeaders(info.headers)
@@ -295,6 +338,13 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 function failed (ctx: Context, err: Error, cut: Cut): void {
   const res = ctx.res
   if (ctx.outcome.aborted) return
+  if (cut === 'broken') {
+    // The server already answered 400 on the raw connection and is closing it.
+    ctx.outcome.status = 400
+    ctx.outcome.code = codes.GW_BAD_REQUEST.code
+    ctx.outcome.aborted = true
+    return
+  }
   if (cut !== undefined) {
     // The rest of the request body is not read: the connection cannot be reused.
     res.shouldKeepAlive = false
@@ -321,7 +371,7 @@ function failed (ctx: Context, err: Error, cut: Cut): void {
     ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
   } else if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'ECONNABORTED' || ctx.req.errored !== null) {
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
-  } else if (code.startsWith('HPE_') || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
+  } else if (code.startsWith('HPE_') || err.name === 'HTTPParserError' || code === 'GW_UPSTREAM_FRAMING' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
     ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
   } else {
     ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code, codes.GW_UPSTREAM_UNAVAILABLE.template)
