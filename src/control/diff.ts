@@ -34,6 +34,13 @@ export function summarize (before: unknown, after: unknown): ChangeSummary {
 // The running config is the `before` of the next update: its filled-in copy is kept.
 const filled = new WeakMap<object, Obj>()
 
+/** `copy` is a deep copy of `original` (the store keeps its own): share its filled-in form. */
+export function adoptCopy (copy: unknown, original: unknown): void {
+  if (!isObj(copy) || !isObj(original)) return
+  const f = filled.get(original)
+  if (f !== undefined) filled.set(copy, f)
+}
+
 function normalized (config: unknown): Obj {
   if (!isObj(config)) return withDefaults(gatewaySchema, {}) as Obj
   let out = filled.get(config)
