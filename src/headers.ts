@@ -38,12 +38,13 @@ export interface HeadProblem { status: number, code: 'GW_BAD_REQUEST' | 'GW_NOT_
 export const HEAD_UPGRADE = 1
 export const HEAD_DROP_UNDERSCORES = 2
 
-// Headers a request may carry once only. Node keeps the first of two Authorization or
-// Content-Type lines; an upstream may read the last, so the two would act on different
-// values (CHECKLIST A24). Two Host lines: RFC 9112 §3.2 (A21).
+// Headers a request may carry once only. Node keeps the first of two Content-Type lines; an
+// upstream may read the last, so the two would act on different values (CHECKLIST A24). Two
+// Host lines: RFC 9112 §3.2 (A21). Two Authorization lines are refused by the proxy step,
+// after the authn plugins had their say (upstream/proxy.ts).
 // Keyed by name length, so most names are never lower-cased; the number is a bit for `seen`.
 const SINGLE: ReadonlyMap<number, readonly [string, number]> = new Map([
-  [4, ['host', 1]], [12, ['content-type', 2]], [13, ['authorization', 4]], [19, ['proxy-authorization', 8]]
+  [4, ['host', 1]], [12, ['content-type', 2]], [19, ['proxy-authorization', 8]]
 ])
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
@@ -65,7 +66,7 @@ function checkTransferEncoding (value: string): HeadProblem | undefined {
 
 /**
  * One pass over the raw header lines, for what Node's parser lets through: duplicate
- * single-valued headers, Transfer-Encoding other than a lone `chunked` (and any TE on an
+ * Host, Content-Type and Proxy-Authorization, Transfer-Encoding other than a lone `chunked` (and any TE on an
  * HTTP/1.0 request, RFC 9112 §6.1), header names with `_`. Returns a problem, or bits:
  * HEAD_UPGRADE when the request asks for a protocol upgrade, HEAD_DROP_UNDERSCORES when
  * underscore names are to be removed (dropUnderscoreHeaders).

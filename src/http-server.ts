@@ -128,6 +128,22 @@ type ParsedSocket = Duplex & {
   parser?: { incoming?: IncomingMessage | null } | null
 }
 
+// Connections the gateway has decided to close after the current answer. Node goes on
+// parsing requests pipelined behind it; they are not served (never proxied), since their
+// answers could never be sent: the upstream must see only what the client is answered for.
+const closing = new WeakSet<object>()
+
+/** End the connection after this answer, and serve nothing pipelined behind it. */
+export function closeAfter (res: ServerResponse): void {
+  res.shouldKeepAlive = false
+  closing.add(res.socket ?? res)
+}
+
+/** True when requests arriving on this connection are not to be served (see closeAfter). */
+export function isClosing (socket: object | null): boolean {
+  return socket !== null && closing.has(socket)
+}
+
 // Connections whose parser failed, and what to tell when one does (a request body on its way
 // upstream must stop: the bytes after the failure are not part of it).
 const failed = new WeakSet<object>()

@@ -6,6 +6,7 @@ import type { CompiledRoute, Generation } from './generation.js'
 import type { WorkerStats } from './worker-stats.js'
 import { HTTP_DEFAULTS } from './config-schema.js'
 import type { GatewayConfig } from './config-schema.js'
+import { closeAfter, isClosing } from './http-server.js'
 import { dropUnderscoreHeaders, HEAD_DROP_UNDERSCORES, HEAD_UPGRADE, inspectHead, isValidHost } from './headers.js'
 import type { HeadProblem } from './headers.js'
 import { BadPathError, normalizeTarget, splitAbsoluteForm } from './path.js'
@@ -47,15 +48,7 @@ function hostOf (value: string | undefined): string {
 
 const bad = (detail: string): HeadProblem => ({ status: 400, code: 'GW_BAD_REQUEST', detail })
 
-// Connections this handler has decided to close after the current answer. Node goes on
-// parsing requests pipelined behind it; they are not served (never proxied), since their
-// answers could never be sent: the upstream must see only what the client is answered for.
-const closing = new WeakSet<object>()
 
-function closeAfter (res: ServerResponse): void {
-  res.shouldKeepAlive = false
-  closing.add(res.socket ?? res)
-}
 
 /**
  * The request target and Host, checked and normalized (path.ts). An absolute-form target
@@ -102,7 +95,7 @@ function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: {
  */
 export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse) => void {
   return function handle (req, res) {
-    if (closing.has(req.socket)) return
+    if (isClosing(req.socket)) return
     const start = performance.now()
     const live = state.current
     live.inFlight++

@@ -4,7 +4,7 @@ import type { Dispatcher, Pool } from 'undici'
 import type { Context } from '../context.js'
 import { codes } from '../errors.js'
 import { connectionNominated, HOP_BY_HOP } from '../headers.js'
-import { onParseFailure } from '../http-server.js'
+import { closeAfter, onParseFailure } from '../http-server.js'
 import type { Pipeline } from '../pipeline.js'
 import { runResponseHooks } from '../pipeline.js'
 import type { Balancer } from './balancer.js'
@@ -56,19 +56,27 @@ function stripPath (path: string, segments: number): string {
   return path.slice(i)
 }
 
-/** Request headers for upstream: hop-by-hop and nominated ones out, the gateway's own in. */
-function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] {
+/**
+ * Request headers for upstream: hop-by-hop and nominated ones out, the gateway's own in.
+ * undefined when the client's headers would still carry two Authorization lines: Node keeps
+ * the first for the policies, an upstream may read the last (CHECKLIST A24). This is checked
+ * here rather than before the pipeline so an authn plugin gives its own answer first
+ * (AMBIGUOUS_CREDENTIALS); on a route without one, the gateway refuses.
+ */
+function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
   const raw = ctx.req.rawHeaders
   const nominated = connectionNominated(ctx.headers.connection)
   const out: string[] = []
   const set = ctx.upstreamSet
   const removed = ctx.upstreamRemove
+  let authorization = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower) || NOT_FORWARDED.has(lower) || route.strip.has(lower)) continue
     if (nominated?.has(lower) === true) continue
     if (removed?.has(lower) === true || set?.has(lower) === true) continue
+    if (lower === 'authorization' && ++authorization > 1) return undefined
     out.push(name, raw[i + 1] as string)
   }
   // Client-nominated headers are gone before these are added (CHECKLIST A26).
@@ -273,6 +281,12 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   }
   res.once('close', onClose)
 
+  const headers = upstreamHeaders(ctx, target, route)
+  if (headers === undefined) {
+    closeAfter(res)
+    ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'more than one Authorization header')
+    return
+  }
   const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery)
   // A body a plugin read (ctx.readBody) goes from memory; undici frames it with its length.
   // A streamed one goes through the guard (size limit, idle timeout, byte count).
@@ -325,7 +339,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   target.pool.dispatch({
     path,
     method: ctx.method as Dispatcher.HttpMethod,
-    headers: upstreamHeaders(ctx, target, route),
+    headers,
     body,
     headersTimeout: route.headersTimeout,
     bodyTimeout: route.bodyTimeout,
@@ -347,7 +361,7 @@ function failed (ctx: Context, err: Error, cut: Cut): void {
   }
   if (cut !== undefined) {
     // The rest of the request body is not read: the connection cannot be reused.
-    res.shouldKeepAlive = false
+    closeAfter(res)
     if (res.headersSent) {
       ctx.outcome.aborted = true
       res.destroy()

@@ -100,11 +100,15 @@ t.test('A23: Host is one host with an optional port', async (t) => {
 t.test('A24: duplicate Authorization, Content-Type, API key', async (t) => {
   await refused(t, 'two Authorization', 'GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n')
   await refused(t, 'Authorization twice, same value', 'GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer a\r\nauthorization: Bearer a\r\n\r\n')
+  // Checked when proxying, so an authn plugin answers first (jwt-auth and oauth2-introspection
+  // say AMBIGUOUS_CREDENTIALS); behind a plugin that does not read Authorization, the gateway.
+  let ex = await refused(t, 'two Authorization behind another authn plugin', `GET /auth HTTP/1.1\r\nHost: a\r\nx-test-user: ${b64('bob')}\r\nAuthorization: a\r\nAuthorization: b\r\n\r\nGET /auth/next HTTP/1.1\r\nHost: a\r\nx-test-user: ${b64('bob')}\r\n\r\n`)
+  t.match(JSON.parse(ex.finals[0]?.body ?? '{}'), { code: 'GW_BAD_REQUEST', detail: 'more than one Authorization header' })
   await refused(t, 'two Content-Type', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}')
   await refused(t, 'two Proxy-Authorization', 'GET / HTTP/1.1\r\nHost: a\r\nProxy-Authorization: Basic a\r\nProxy-Authorization: Basic b\r\n\r\n')
   // API keys: key-auth refuses two different keys (AMBIGUOUS_CREDENTIALS); the same key twice
   // is one key, and neither line goes upstream (hideCredentials).
-  const ex = await refused(t, 'two different API keys', `GET /key HTTP/1.1\r\nHost: a\r\napikey: ${KEY}\r\napikey: other-key-0123456789abcdef\r\n\r\n`, 400, up, gw.port, false)
+  ex = await refused(t, 'two different API keys', `GET /key HTTP/1.1\r\nHost: a\r\napikey: ${KEY}\r\napikey: other-key-0123456789abcdef\r\n\r\n`, 400, up, gw.port, false)
   t.match(JSON.parse(ex.finals[0]?.body ?? '{}'), { code: 'AMBIGUOUS_CREDENTIALS' })
   await refused(t, 'API key in two headers', `GET /key HTTP/1.1\r\nHost: a\r\napikey: ${KEY}\r\nx-api-key: other-key-0123456789abcdef\r\n\r\n`, 400, up, gw.port, false)
   await accepted(t, 'the same API key twice', `GET /key HTTP/1.1\r\nHost: a\r\napikey: ${KEY}\r\nApikey: ${KEY}\r\n\r\n`,
