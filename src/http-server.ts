@@ -136,7 +136,8 @@ const closing = new WeakSet<object>()
 /** End the connection after this answer, and serve nothing pipelined behind it. */
 export function closeAfter (res: ServerResponse): void {
   res.shouldKeepAlive = false
-  closing.add(res.socket ?? res)
+  // The request's socket: a response queued behind another has none of its own yet.
+  closing.add(res.req.socket)
 }
 
 /** True when requests arriving on this connection are not to be served (see closeAfter). */

@@ -178,6 +178,24 @@ t.test('A16-A18: what is accepted reaches the upstream byte for byte', async (t)
   t.same(r === undefined ? undefined : withoutFraming(r), { head: expectedHead, body: 'hello world' }, 'chunked: head and body exact; no extension, no trailer passed on')
 })
 
+t.test('a refusal in the middle of a pipeline: what came before is answered, nothing after is served', async (t) => {
+  const cases: Array<[string, string, number]> = [
+    ['underscore header', 'GET /two HTTP/1.1\r\nHost: a\r\nX_User: admin\r\n\r\n', 400],
+    ['absolute-form for another host', 'GET http://b.example/two HTTP/1.1\r\nHost: a\r\n\r\n', 400],
+    ['gzip, chunked', 'POST /two HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 501],
+    ['two Authorization', 'GET /two HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n', 400],
+    ['parse error', 'GET /two HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n', 400]
+  ]
+  for (const [label, second, status] of cases) {
+    const mark = up.mark()
+    const ex = await exchange(gw.port, 'GET /one HTTP/1.1\r\nHost: a\r\n\r\n' + second + 'GET /three HTTP/1.1\r\nHost: a\r\n\r\n', { ms: 4000 })
+    t.same(ex.finals.map((r) => r.status), [200, status], `${label}: the first answered, then the refusal`)
+    t.ok(ex.closed, `${label}: closed`)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    t.same(up.since(mark).requests.map((r) => r.target), ['/one'], `${label}: only the first reached the upstream`)
+  }
+})
+
 t.test('A19: HTTP/1.0 with Transfer-Encoding is refused', async (t) => {
   await refused(t, 'HTTP/1.0 + chunked', 'POST / HTTP/1.0\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 400)
   // HTTP/1.0 with Content-Length is fine, and closes after the answer.
