@@ -3,38 +3,21 @@
 // request is verified (or found in the plugin's cache) and proxied. Compare with the
 // `tollgate` subject (no plugins) run in the same sitting.
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose'
 import { startServer } from './lib/children.js'
-import { announcedPort, tollgateListening } from './lib/ready.js'
+import { announcedPort } from './lib/ready.js'
+import { startTollgateWithConfig } from './lib/tollgate.js'
 import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
 
 const HOST = '127.0.0.1'
 const ISSUER = 'https://issuer.bench.test'
 const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url))
 
-/** tollgate, 1 worker, with `config` written to a temp dir (removed on stop). */
-async function startTollgate (ctx: SubjectContext, name: string, config: Record<string, unknown>, headers: Record<string, string>, also?: () => Promise<void>): Promise<RunningSubject> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
-  const file = join(dir, 'gateway.json')
-  writeFileSync(file, JSON.stringify(config))
-  const s = await startServer({
-    name,
-    command: process.execPath,
-    args: [`${ctx.root}/bin/tollgate.js`, '--config', file, '--host', HOST, '--port', '0', '--workers', '1', '--log-level', 'warn'],
-    cwd: ctx.root,
-    ready: tollgateListening,
-    startTimeoutMs: 30_000,
-  })
-  const stop = async (): Promise<void> => {
-    await s.stop()
-    await also?.()
-    rmSync(dir, { recursive: true, force: true })
-  }
-  return { url: `http://${HOST}:${s.port}/`, headers, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop }
+/** tollgate, 1 worker, with `config`; every request carries `headers`. */
+async function startTollgate (ctx: SubjectContext, name: string, config: Record<string, unknown>, headers: Record<string, string>, alsoStop?: () => Promise<void>): Promise<RunningSubject> {
+  const s = await startTollgateWithConfig(ctx.root, name, { config, alsoStop })
+  return { url: `http://${HOST}:${s.port}/`, headers, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
 }
 
 function route (upstream: string, plugins: unknown[]): Record<string, unknown> {

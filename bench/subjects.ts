@@ -1,10 +1,8 @@
 // What the bench measures: one entry per subject, each started as its own process (the
 // upstream is shared and started once by the runner). A new subject is a new entry here.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startServer } from './lib/children.js'
+import { startTollgateWithConfig } from './lib/tollgate.js'
 import { announcedPort, tollgateListening } from './lib/ready.js'
 import { authSubjects } from './auth-subjects.js'
 import { validateSubjects } from './validate-subjects.js'
@@ -90,20 +88,8 @@ const coreSubjects: readonly Subject[] = [
     name: 'tollgate-ip-rate',
     description: 'tollgate, 1 worker: ip-filter with 1,000,000 CIDRs + one rate-limit (checked, never hit)',
     async start(ctx) {
-      const { file: config, dir } = policyConfig(ctx.upstreamUrl)
-      const s = await startServer({
-        name: 'tollgate-ip-rate',
-        command: process.execPath,
-        args: [`${ctx.root}/bin/tollgate.js`, '--config', config, '--host', HOST, '--port', '0', '--workers', '1', '--log-level', 'warn'],
-        cwd: ctx.root,
-        ready: tollgateListening,
-        startTimeoutMs: 60_000,
-      })
-      const stop = async (): Promise<void> => {
-        await s.stop()
-        rmSync(dir, { recursive: true, force: true })
-      }
-      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop }
+      const s = await startTollgateWithConfig(ctx.root, 'tollgate-ip-rate', { ...policyConfig(ctx.upstreamUrl), startTimeoutMs: 60_000 })
+      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
     },
   },
 ]
@@ -115,17 +101,14 @@ export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects, .
  * covers 127.0.0.0/8, so the bench's requests pass) and a rate limit far above the load.
  * Written once per run into a temp dir.
  */
-function policyConfig (upstreamUrl: string): { file: string, dir: string } {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
+function policyConfig (upstreamUrl: string): { config: Record<string, unknown>, files: Record<string, string> } {
   const lines: string[] = []
   for (let i = 0; i < 1_000_000; i++) {
     // 11.0.0.0 - 26.x.x.x: /32s for even i, /24s for odd i, all distinct.
     const a = 11 + (i >>> 16)
     lines.push(i % 2 === 0 ? `${a}.${(i >>> 8) & 255}.${i & 255}.1` : `${a + 16}.${(i >>> 8) & 255}.${i & 255}.0/24`)
   }
-  writeFileSync(join(dir, 'deny.txt'), lines.join('\n') + '\n')
-  const file = join(dir, 'gateway.json')
-  writeFileSync(file, JSON.stringify({
+  const config = {
     routes: [{
       name: 'all',
       match: { path: '/' },
@@ -135,8 +118,8 @@ function policyConfig (upstreamUrl: string): { file: string, dir: string } {
         { name: 'rate-limit', config: { limits: [{ limit: 1_000_000, window: '1s', algorithm: 'fixed-window' }] } },
       ],
     }],
-  }))
-  return { file, dir }
+  }
+  return { config, files: { 'deny.txt': lines.join('\n') + '\n' } }
 }
 
 /** The shared upstream, started once per bench run. */

@@ -3,12 +3,9 @@
 // upstream from memory); and the same POST through tollgate without the plugin (streamed)
 // and with a plugin that only reads the body (buffered, sent from memory), to tell the
 // validator's own cost from the cost of carrying a body. Compare all with `tollgate`.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { startServer } from './lib/children.js'
-import { tollgateListening } from './lib/ready.js'
+import { startTollgateWithConfig } from './lib/tollgate.js'
 import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
 
 const HOST = '127.0.0.1'
@@ -101,22 +98,10 @@ export default definePlugin({
 }
 
 async function startTollgate (ctx: SubjectContext, name: string, plugins: unknown[]): Promise<RunningSubject> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
-  writeFileSync(join(dir, 'read-body.mjs'), readBodyPlugin(ctx.root))
-  const file = join(dir, 'gateway.json')
-  writeFileSync(file, JSON.stringify({ routes: [{ name: 'all', match: { path: '/' }, upstream: ctx.upstreamUrl, plugins }] }))
-  const s = await startServer({
-    name,
-    command: process.execPath,
-    args: [`${ctx.root}/bin/tollgate.js`, '--config', file, '--host', HOST, '--port', '0', '--workers', '1', '--log-level', 'warn'],
-    cwd: ctx.root,
-    ready: tollgateListening,
-    startTimeoutMs: 30_000,
+  const s = await startTollgateWithConfig(ctx.root, name, {
+    config: { routes: [{ name: 'all', match: { path: '/' }, upstream: ctx.upstreamUrl, plugins }] },
+    files: { 'read-body.mjs': readBodyPlugin(ctx.root) },
   })
-  const stop = async (): Promise<void> => {
-    await s.stop()
-    rmSync(dir, { recursive: true, force: true })
-  }
   return {
     url: `http://${HOST}:${s.port}/`,
     headers: { 'content-type': 'application/json' },
@@ -125,7 +110,7 @@ async function startTollgate (ctx: SubjectContext, name: string, plugins: unknow
     pid: s.pid,
     commandLine: s.commandLine,
     alive: s.alive,
-    stop,
+    stop: s.stop,
   }
 }
 
