@@ -1,3 +1,4 @@
+import { perMethod } from '../../src/auth/per-method.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { AclConfig, AclRule } from './schema.js'
 
@@ -12,12 +13,11 @@ export function createAcl (config: AclConfig, _api: PluginApi): PluginHooks {
   if (config.allow === undefined && config.deny === undefined && config.methods === undefined) {
     throw new Error('acl needs allow, deny or methods: a rule that checks nothing is a mistake')
   }
-  const base = compile(config)
-  const byMethod = new Map(Object.entries(config.methods ?? {}).map(([m, r]) => [m, compile(r)]))
+  const ruleFor = perMethod(config, compile)
 
   return {
     onRequest (ctx: RequestContext) {
-      const rule = byMethod.get(ctx.method) ?? base
+      const rule = ruleFor(ctx.method)
       if (rule.allow === undefined && rule.deny === undefined) return
       const c = ctx.consumer
       if (c === undefined) {

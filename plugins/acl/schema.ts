@@ -1,3 +1,5 @@
+import { methodsSchema } from '../../src/auth/per-method.js'
+
 const group = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$' } as const
 const groups = { type: 'array', minItems: 1, uniqueItems: true, items: group } as const
 
@@ -16,13 +18,7 @@ export const schema = {
   additionalProperties: false,
   properties: {
     ...rule.properties,
-    methods: {
-      type: 'object',
-      additionalProperties: false,
-      minProperties: 1,
-      patternProperties: { '^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$': rule },
-      description: 'Per-method rules; a method listed here uses its own rule instead of the top-level one'
-    }
+    methods: methodsSchema(rule)
   }
 } as const
 

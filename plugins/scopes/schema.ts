@@ -1,3 +1,5 @@
+import { methodsSchema } from '../../src/auth/per-method.js'
+
 const scope = { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' } as const
 const scopes = { type: 'array', minItems: 1, uniqueItems: true, items: scope } as const
 
@@ -16,13 +18,7 @@ export const schema = {
   additionalProperties: false,
   properties: {
     ...rule.properties,
-    methods: {
-      type: 'object',
-      additionalProperties: false,
-      minProperties: 1,
-      patternProperties: { '^(GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS)$': rule },
-      description: 'Per-method rules; a method listed here uses its own rule instead of the top-level one'
-    },
+    methods: methodsSchema(rule),
     realm: { type: 'string', pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]{1,64}$', default: 'tollgate', description: 'realm of the WWW-Authenticate challenge' }
   }
 } as const

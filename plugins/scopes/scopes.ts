@@ -1,3 +1,4 @@
+import { perMethod } from '../../src/auth/per-method.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { ScopeRule, ScopesConfig } from './schema.js'
 
@@ -12,12 +13,11 @@ export function createScopes (config: ScopesConfig, _api: PluginApi): PluginHook
     const named = [...(r.allOf ?? []), ...(r.anyOf ?? [])]
     return { anyOf: r.anyOf, allOf: r.allOf, challenge: `Bearer realm="${config.realm}", error="insufficient_scope", scope="${named.join(' ')}"` }
   }
-  const base = compile(config)
-  const byMethod = new Map(Object.entries(config.methods ?? {}).map(([m, r]) => [m, compile(r)]))
+  const ruleFor = perMethod(config, compile)
 
   return {
     onRequest (ctx: RequestContext) {
-      const rule = byMethod.get(ctx.method) ?? base
+      const rule = ruleFor(ctx.method)
       if (rule.anyOf === undefined && rule.allOf === undefined) return
       const c = ctx.consumer
       if (c === undefined) {
