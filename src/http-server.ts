@@ -44,19 +44,17 @@ export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
   })
   applyServerLimits(server, config)
 
-  const refused = new WeakSet<Duplex>()
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const s = socket as ParsedSocket
     // The parser stays failed: more bytes on this connection report the same error again.
-    if (refused.has(s)) return
-    refused.add(s)
+    if (failed.has(s)) return
+    failed.add(s)
     log?.debug({ code: err.code, reason: err.message }, 'client request refused by the parser')
     const [status, code, detail] = classify(err)
     const incoming = s.parser?.incoming
-    failed.add(s)
     const waiting = watchers.get(s)
     watchers.delete(s)
-    if (waiting !== undefined) for (const fn of waiting) fn()
+    if (waiting !== undefined) for (const fn of waiting) fn(status, code)
     if (s._httpMessage != null && err.code === 'HPE_CLOSED_CONNECTION') {
       // Bytes after a request that said Connection: close: answer it, then close, no more.
       afterAnswers(s, () => s.end())
@@ -145,18 +143,19 @@ export function isClosing (socket: object | null): boolean {
   return socket !== null && closing.has(socket)
 }
 
-// Connections whose parser failed, and what to tell when one does (a request body on its way
-// upstream must stop: the bytes after the failure are not part of it).
+// Connections whose parser failed (or timed out), and what to tell when one does: a request
+// body on its way upstream must stop, since the bytes after the failure are not part of it.
 const failed = new WeakSet<object>()
-const watchers = new WeakMap<object, Set<() => void>>()
+type FailureWatcher = (status: number, code: string) => void
+const watchers = new WeakMap<object, Set<FailureWatcher>>()
 
 /**
- * Call `fn` if the parser of this connection fails (at once if it already has). Returns the
- * function that cancels the watch.
+ * Call `fn` with the refusal's status and code if the parser of this connection fails or
+ * times out (at once if it already has). Returns the function that cancels the watch.
  */
-export function onParseFailure (socket: object | null, fn: () => void): () => void {
+export function onParseFailure (socket: object | null, fn: FailureWatcher): () => void {
   if (socket === null || failed.has(socket)) {
-    queueMicrotask(fn)
+    queueMicrotask(() => fn(400, codes.GW_BAD_REQUEST.code))
     return () => {}
   }
   let set = watchers.get(socket)

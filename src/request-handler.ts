@@ -48,8 +48,6 @@ function hostOf (value: string | undefined): string {
 
 const bad = (detail: string): HeadProblem => ({ status: 400, code: 'GW_BAD_REQUEST', detail })
 
-
-
 /**
  * The request target and Host, checked and normalized (path.ts). An absolute-form target
  * (`GET http://a.example/x`) is served only when its authority is the Host header, so

@@ -116,6 +116,8 @@ type Cut = 'too-large' | 'idle' | 'broken' | undefined
 class GuardedBody extends Readable {
   bytes = 0
   cut: Cut
+  /** What the server answered on the raw connection, when the cut is 'broken'. */
+  refusal: { status: number, code: string } | undefined
   readonly #src: IncomingMessage
   readonly #limit: number
   readonly #idleMs: number
@@ -134,7 +136,11 @@ class GuardedBody extends Readable {
     src.once('close', this.#onClose)
     // The parser refused bytes after some of this body: the body will never end. The refusal
     // itself is written by the server's clientError handler.
-    this.#unwatch = onParseFailure(src.socket, () => { if (!this.#ended) this.#stop('broken', 'the request body was malformed') })
+    this.#unwatch = onParseFailure(src.socket, (status, code) => {
+      if (this.#ended) return
+      this.refusal = { status, code }
+      this.#stop('broken', 'the request body was malformed or late')
+    })
     this.#arm()
   }
 
@@ -331,7 +337,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       res.end(finish)
     },
     onResponseError (_c, err) {
-      failed(ctx, err, guard?.cut)
+      failed(ctx, err, guard?.cut, guard?.refusal)
       finish()
     }
   }
@@ -349,13 +355,13 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 }
 
 /** Map an upstream failure to the client's answer: 502 / 504, or a reset once bytes went out. */
-function failed (ctx: Context, err: Error, cut: Cut): void {
+function failed (ctx: Context, err: Error, cut: Cut, refusal?: { status: number, code: string }): void {
   const res = ctx.res
   if (ctx.outcome.aborted) return
   if (cut === 'broken') {
-    // The server already answered 400 on the raw connection and is closing it.
-    ctx.outcome.status = 400
-    ctx.outcome.code = codes.GW_BAD_REQUEST.code
+    // The server already answered on the raw connection (400, 408...) and is closing it.
+    ctx.outcome.status = refusal?.status ?? 400
+    ctx.outcome.code = refusal?.code ?? codes.GW_BAD_REQUEST.code
     ctx.outcome.aborted = true
     return
   }
