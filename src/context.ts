@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { codes } from './errors.js'
+import { closeAfter } from './http-server.js'
 import { sendReply } from './problem.js'
 import type { ResolvedClient } from './client-ip.js'
 import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
@@ -132,6 +133,8 @@ export class Context implements RequestContext {
     return out ?? NO_VALUES
   }
 
+  /** The route's body limits, which ctx.readBody() applies besides the plugin's own. */
+  bodyLimits: { maxBytes: number, idleMs: number } | undefined
   /** The body, once a plugin read it: the proxy sends this instead of streaming. */
   bodyBuffer: Buffer | undefined
   #bodyRead: Promise<Buffer | undefined> | undefined
@@ -141,8 +144,10 @@ export class Context implements RequestContext {
     return this.#bodyRead
   }
 
-  #readBody (limit: number): Promise<Buffer | undefined> {
+  #readBody (pluginLimit: number): Promise<Buffer | undefined> {
     const req = this.req
+    const limit = Math.min(pluginLimit, this.bodyLimits?.maxBytes ?? Number.POSITIVE_INFINITY)
+    const idleMs = this.bodyLimits?.idleMs
     const te = this.headers['transfer-encoding']
     const cl = this.headers['content-length']
     if (te === undefined && (cl === undefined || cl === '0')) {
@@ -151,7 +156,7 @@ export class Context implements RequestContext {
     }
     const tooLarge = (): undefined => {
       // The rest of the body is not read: the connection cannot be reused.
-      this.res.shouldKeepAlive = false
+      closeAfter(this.res)
       this.gatewayReply(413, codes.GW_BODY_TOO_LARGE.code, `the request body is larger than ${limit} bytes`)
       return undefined
     }
@@ -159,7 +164,21 @@ export class Context implements RequestContext {
     return new Promise((resolve) => {
       const chunks: Buffer[] = []
       let size = 0
+      // A client that stops sending mid-body gets 408 after the route's idle time.
+      let idle: NodeJS.Timeout | undefined
+      const arm = (): void => {
+        if (idleMs === undefined || idleMs <= 0) return
+        if (idle === undefined) idle = setTimeout(onIdle, idleMs)
+        else idle.refresh()
+      }
+      const onIdle = (): void => {
+        req.pause()
+        closeAfter(this.res)
+        this.gatewayReply(408, codes.GW_REQUEST_TIMEOUT.code, `no request body bytes for ${idleMs as number} ms`)
+        settle(undefined)
+      }
       const settle = (v: Buffer | undefined): void => {
+        if (idle !== undefined) clearTimeout(idle)
         req.off('data', onData)
         req.off('end', onEnd)
         req.off('error', onError)
@@ -167,6 +186,7 @@ export class Context implements RequestContext {
         resolve(v)
       }
       const onData = (c: Buffer): void => {
+        arm()
         size += c.length
         if (size > limit) {
           req.pause()
@@ -181,11 +201,12 @@ export class Context implements RequestContext {
         settle(this.bodyBuffer)
       }
       const onError = (): void => {
-        this.res.shouldKeepAlive = false
+        closeAfter(this.res)
         this.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
         settle(undefined)
       }
       const onAborted = (): void => settle(undefined)
+      arm()
       req.on('data', onData)
       req.once('end', onEnd)
       req.once('error', onError)
@@ -202,7 +223,7 @@ export class Context implements RequestContext {
   /** Called just before response headers go out, by replies and by the proxy alike. */
   beforeHeaders (): void {
     // Draining: tell keep-alive clients this connection ends with this response.
-    if (this.#worker.draining) this.res.shouldKeepAlive = false
+    if (this.#worker.draining) closeAfter(this.res)
   }
 
   /** A child logger is made only when a hook asks for it (most requests never log). */

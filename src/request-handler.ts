@@ -158,6 +158,8 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       pipeline = route.pipeline
       ctx.route = route.info
       ctx.params = match.params
+      // A plugin reading the body (ctx.readBody) is held to the route's limits too.
+      if (route.proxy !== undefined) ctx.bodyLimits = { maxBytes: route.proxy.maxBodySize, idleMs: route.proxy.bodyIdleTimeout }
     }
 
     const next = (): void => {

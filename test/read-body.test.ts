@@ -55,3 +55,24 @@ t.test('ctx.readBody: a plugin reads the body, the upstream still gets it byte f
   t.match(broken, /^HTTP\/1\.1 400 /)
   t.equal(up.seen.length, before, 'the upstream saw none of the refused requests')
 })
+
+t.test('ctx.readBody is held to the route limits too: maxBodySize and the body idle timeout', async (t) => {
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    config: {
+      workers: 1,
+      limits: { bodyIdleTimeout: '1s' },
+      routes: [{ name: 'r', match: { path: '/' }, upstream: up.url, maxBodySize: 100, plugins: [{ name: 'body-check', module: FIXTURES + 'plugins/body-check.mjs', config: { limit: 100000 } }] }]
+    }
+  })
+  // Chunked (no Content-Length to refuse up front): past the route's 100 bytes, not the plugin's 100000.
+  const chunks = Array.from({ length: 3 }, () => '32\r\n' + 'c'.repeat(50) + '\r\n').join('')
+  const big = await rawRequest(gw.port, 'POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' + chunks + '0\r\n\r\n')
+  t.match(big, /^HTTP\/1\.1 413 /)
+  t.match(big, /the request body is larger than 100 bytes/)
+  // A body that stops arriving: 408 after the route's idle time, nothing proxied.
+  const stalled = await rawRequest(gw.port, 'POST /x HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\nonly-part', 5000)
+  t.match(stalled, /^HTTP\/1\.1 408 /)
+  t.match(stalled, /"code":"GW_REQUEST_TIMEOUT"/)
+  t.equal(up.seen.length, 0)
+})
