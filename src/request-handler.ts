@@ -87,6 +87,18 @@ function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: {
   return readTarget(req, limits)
 }
 
+/** Bodies up to this many bytes, framed by Content-Length, are buffered before proxying. */
+const SMALL_BODY = 64 * 1024
+
+/** The Content-Length of a small body framed by it (not chunked), else 0. */
+function smallBodyLength (req: IncomingMessage): number {
+  if (req.headers['transfer-encoding'] !== undefined) return 0
+  const cl = req.headers['content-length']
+  if (cl === undefined) return 0
+  const n = Number(cl)
+  return n > 0 && n <= SMALL_BODY ? n : 0
+}
+
 /**
  * The worker's request path: check the head, normalize, route, run the pipeline, proxy,
  * log. A request runs start to end under the generation that was live when it arrived.
@@ -174,6 +186,14 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       }
       if (route.proxy === undefined) {
         ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code)
+        return
+      }
+      // A small body of known length is read whole and sent from memory: streaming it
+      // through the guarded path cost a 1 KiB POST about twice a GET's CPU.
+      const small = ctx.bodyBuffer === undefined ? smallBodyLength(req) : 0
+      if (small > 0) {
+        const p = route.proxy
+        ctx.readBody(small).then((b) => { if (b !== undefined && !ctx.replied) proxy(ctx, p, pipeline, complete) }, failed)
         return
       }
       proxy(ctx, route.proxy, pipeline, complete)
