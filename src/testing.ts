@@ -174,7 +174,7 @@ class FakeContext implements RequestContext {
   readBody (limit: number): Promise<Buffer | undefined> {
     const body = this.#body
     if (body.length > limit) {
-      this.reply(413, { code: 'GW_BODY_TOO_LARGE', detail: `the request body is larger than ${limit} bytes` })
+      this.reply(413, { code: codes.GW_BODY_TOO_LARGE.code, detail: `the request body is larger than ${limit} bytes` })
       return Promise.resolve(undefined)
     }
     return Promise.resolve(body)

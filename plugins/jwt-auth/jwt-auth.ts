@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { consumersOf } from '../../src/auth/registry.js'
 import { toMs } from '../../src/duration.js'
 import { HOP_BY_HOP, isSafeHeaderValue } from '../../src/headers.js'
+import { takeParam } from '../../src/query.js'
 import { kTestInternals } from '../../src/symbols.js'
 import type { AuthFailure, ConsumerIdentity, PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { Algorithm, IssuerConfig, JwtAuthConfig, KeyConfig } from './schema.js'
@@ -630,16 +631,11 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
       }
     }
     if (query !== undefined && ctx.query !== '') {
-      for (const pair of ctx.query.split('&')) {
-        const eq = pair.indexOf('=')
-        if (eq !== -1 && eq < pair.length - 1 && pair.slice(0, eq) === query) {
-          try {
-            found = decodeURIComponent(pair.slice(eq + 1).replace(/\+/g, ' '))
-          } catch {
-            found = ''
-          }
-          count++
-        }
+      // An empty value is no token; a malformed escape is a value no JWT can match.
+      for (const v of takeParam(ctx.query, query).values) {
+        if (v === '') continue
+        found = v
+        count++
       }
     }
     if (count > 1) return F.AMBIGUOUS
@@ -658,9 +654,8 @@ export async function createJwtAuth (config: JwtAuthConfig, api: PluginApi): Pro
     }
     if (query !== undefined && ctx.upstreamQuery !== '') {
       // From what goes upstream so far: another plugin may have removed its own parameter.
-      const pairs = ctx.upstreamQuery.split('&')
-      const kept = pairs.filter((pair) => !pair.startsWith(query + '='))
-      if (kept.length !== pairs.length) ctx.setUpstreamQuery(kept.join('&'))
+      const q = takeParam(ctx.upstreamQuery, query)
+      if (q.values.length > 0) ctx.setUpstreamQuery(q.rest)
     }
   }
 

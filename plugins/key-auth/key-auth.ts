@@ -1,7 +1,7 @@
 import { hash } from 'node:crypto'
 import { consumersOf } from '../../src/auth/registry.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
-import { takeParam } from './query.js'
+import { takeParam } from '../../src/query.js'
 import type { KeyAuthConfig } from './schema.js'
 
 /**

@@ -1,3 +1,5 @@
+import { formDecode } from '../../src/query.js'
+
 /**
  * A query string as an object for the query schema: `a=1&b=x&b=y&c` is
  * `{ a: '1', b: ['x', 'y'], c: '' }`. Names and values are decoded as a form does (`+` is a
@@ -16,8 +18,8 @@ export function parseQuery (query: string): Record<string, string | string[]> | 
     if (end > start) {
       const part = query.slice(start, end)
       const eq = part.indexOf('=')
-      const name = decode(eq === -1 ? part : part.slice(0, eq))
-      const value = eq === -1 ? '' : decode(part.slice(eq + 1))
+      const name = formDecode(eq === -1 ? part : part.slice(0, eq))
+      const value = eq === -1 ? '' : formDecode(part.slice(eq + 1))
       if (name === undefined || value === undefined) return undefined
       const had = out[name]
       if (had === undefined) out[name] = value
@@ -27,13 +29,4 @@ export function parseQuery (query: string): Record<string, string | string[]> | 
     start = end + 1
   }
   return out
-}
-
-function decode (s: string): string | undefined {
-  if (s.indexOf('%') === -1 && s.indexOf('+') === -1) return s
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '))
-  } catch {
-    return undefined
-  }
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
 import keyAuth from '../../plugins/key-auth/index.js'
-import { takeParam } from '../../plugins/key-auth/query.js'
+import { takeParam } from '../../src/query.js'
 import { createPluginHarness } from '../../src/testing.js'
 import { runCli, startGateway, startUpstream } from '../helpers/gateway.js'
 

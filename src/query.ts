@@ -1,5 +1,10 @@
-/** Decode one `application/x-www-form-urlencoded` component; undefined when malformed. */
-function decode (s: string): string | undefined {
+// Query strings as plugins read them (key-auth, jwt-auth, request-validator): one decoding
+// rule for all, so that a parameter one plugin finds, another finds too.
+
+/** Decode one `application/x-www-form-urlencoded` component (`+` is a space); undefined
+ *  when a percent-escape is malformed. */
+export function formDecode (s: string): string | undefined {
+  if (s.indexOf('%') === -1 && s.indexOf('+') === -1) return s
   try {
     return decodeURIComponent(s.includes('+') ? s.replaceAll('+', ' ') : s)
   } catch {
@@ -19,11 +24,11 @@ export function takeParam (query: string, name: string): { values: string[], res
   for (const part of query.split('&')) {
     const eq = part.indexOf('=')
     const rawName = eq === -1 ? part : part.slice(0, eq)
-    if (decode(rawName) !== name) {
+    if (formDecode(rawName) !== name) {
       kept.push(part)
       continue
     }
-    values.push(eq === -1 ? '' : (decode(part.slice(eq + 1)) ?? '\u0000'))
+    values.push(eq === -1 ? '' : (formDecode(part.slice(eq + 1)) ?? '\u0000'))
   }
   return { values, rest: kept.join('&') }
 }
