@@ -37,6 +37,9 @@ export interface BlockStats {
   tableFull: number
 }
 
+/** Tries of a write whose lock stays busy (see placeParsed). */
+const PLACE_TRIES = 3
+
 const PLACE: Readonly<Record<number, PlaceResult>> = { 1: 'placed', 0: 'already-blocked', [-1]: 'table-full', [-2]: 'busy' }
 
 /**
@@ -56,6 +59,8 @@ export class BlockList {
    * blocked at `now`, else -(epoch + 1) (see blockLookup in WASM).
    */
   lookupParsed (family: typeof V4 | typeof V6, w: Uint32Array, now: number): number {
+    // parseIp writes only word 0 for IPv4: the others may hold an earlier IPv6 address.
+    if (family === V4) return this.#hot.blockLookup(family, w[0] as number, 0, 0, 0, now)
     return this.#hot.blockLookup(family, w[0] as number, w[1] as number, w[2] as number, w[3] as number, now)
   }
 
@@ -65,8 +70,15 @@ export class BlockList {
       const x = reasons[i]
       return x === undefined ? 0 : ((x.status << 16) | Math.min(0xffff, Math.max(0, Math.round(x.count)))) >>> 0
     }
-    const code = this.#hot.blockPlace(family, w[0] as number, w[1] as number, w[2] as number, w[3] as number, now, until,
-      Math.min(0xffffffff, count) >>> 0, r(0), r(1), r(2), r(3))
+    const v6 = family === V6
+    // Busy: another thread held the writers' lock through a million loads, i.e. it was
+    // descheduled inside it. Each try is ~1 ms of spinning; after a few the caller gets
+    // 'busy' and tries again on its next event rather than stall a request longer.
+    let code = -2
+    for (let tries = 0; tries < PLACE_TRIES && code === -2; tries++) {
+      code = this.#hot.blockPlace(family, w[0] as number, v6 ? w[1] as number : 0, v6 ? w[2] as number : 0, v6 ? w[3] as number : 0, now, until,
+        Math.min(0xffffffff, count) >>> 0, r(0), r(1), r(2), r(3))
+    }
     return PLACE[code] ?? 'busy'
   }
 
@@ -78,7 +90,11 @@ export class BlockList {
     const w = this.#w
     const family = parseIp(ip, w)
     if (family === 0) throw new RangeError(`'${ip.slice(0, 60)}' is not an IP address`)
-    const code = this.#hot.blockLift(family, w[0] as number, w[1] as number, w[2] as number, w[3] as number, now)
+    const v6 = family === V6
+    let code = -2
+    for (let tries = 0; tries < PLACE_TRIES && code === -2; tries++) {
+      code = this.#hot.blockLift(family, w[0] as number, v6 ? w[1] as number : 0, v6 ? w[2] as number : 0, v6 ? w[3] as number : 0, now)
+    }
     if (code === -2) throw new Error('the block list is busy; try again')
     return code === 1
   }
