@@ -98,7 +98,10 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  const listening = await waitFor((l) => l.msg === 'listening')
+  // Generous: on a loaded machine (CI runners, many test files at once) a start with 2
+  // worker threads has been seen to take over 15 s; this only bounds how long a broken start
+  // takes to fail.
+  const listening = await waitFor((l) => l.msg === 'listening', 60_000)
   const port = listening.port as number
   return {
     port,
