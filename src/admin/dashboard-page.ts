@@ -217,6 +217,9 @@ const SCRIPT = String.raw`
       setText('metrics-state', 'metrics: live');
     } catch (e) {
       setText('metrics-state', 'metrics unavailable');
+      prev = null;
+      fillTable('status-classes', [], 'metrics unavailable');
+      fillTable('denials', [], 'metrics unavailable');
     }
     try {
       var b = await get('/blocks', 'application/json');
