@@ -98,10 +98,7 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  // Generous: on a loaded machine (CI runners, many test files at once) a start with 2
-  // worker threads has been seen to take over 15 s; this only bounds how long a broken start
-  // takes to fail.
-  const listening = await waitFor((l) => l.msg === 'listening', 60_000)
+  const listening = await waitFor((l) => l.msg === 'listening')
   const port = listening.port as number
   return {
     port,
