@@ -8,7 +8,8 @@
 // on the machine spreads over all subjects. Writes bench/results/<stamp>/ (results.json,
 // report.md, latency.svg, throughput.svg).
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { cpSync, readFileSync, rmSync } from 'node:fs'
+import path from 'node:path'
 import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -30,6 +31,8 @@ const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
 const SETTLE_MS = 500
 const OPEN_LOOP_OVERRUN_MS = 30_000
+/** The open loop runs only at rates up to this share of the round's closed-loop req/s. */
+const KNEE = 0.8
 
 function usage (groups: readonly SubjectGroup[]): string {
   return `usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
@@ -42,6 +45,8 @@ function usage (groups: readonly SubjectGroup[]): string {
   --threads 1          wrk threads
   --rounds 3           interleaved rounds; tables show the median and min–max
   --rate 2000          open-loop rates in req/s, comma-separated; 0 for none
+  --publish            also copy the run's files to bench/results/published/ (committed;
+                       BENCHMARKS.md shows them)
   --list               name the groups and subjects
   --compare A B        ratio table between two result folders (B over A)
   --help
@@ -56,6 +61,7 @@ interface Options {
   rounds: number
   rates: number[]
   only: string[]
+  publish: boolean
 }
 
 function seconds (text: string, flag: string, min: number): number {
@@ -88,6 +94,7 @@ function parseOptions (argv: string[], groups: readonly SubjectGroup[]): Parsed 
       scenario: { type: 'string' },
       only: { type: 'string' },
       list: { type: 'boolean', default: false },
+      publish: { type: 'boolean', default: false },
       compare: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
@@ -120,6 +127,7 @@ function parseOptions (argv: string[], groups: readonly SubjectGroup[]): Parsed 
       warmupSec: seconds(values.warmup!, '--warmup', 0),
       rounds: integer(values.rounds!, '--rounds', 1, 100),
       rates,
+      publish: values.publish === true,
       // In registry order, whatever order they were named in.
       only: all.filter((s) => only.has(s.name)).map((s) => s.name)
     }
@@ -190,6 +198,14 @@ async function measure (root: string, tool: LoadTool, options: Options, record: 
   const openLoop: OpenLoopResult[] = []
   for (const rate of options.rates) {
     if (interrupted) break
+    // Past the knee the latency is queueing only, and requests pile up unanswered: the open
+    // loop is for rates the subject carries. Judged on this round's closed-loop figure.
+    if (rate > KNEE * result.requestsPerSec) {
+      const note = `open loop at ${rate}/s not run: above ${KNEE * 100}% of its closed-loop ${Math.round(result.requestsPerSec)} req/s (past the knee)`
+      if (!record.notes.some((n) => n.startsWith(`open loop at ${rate}/s`))) record.notes.push(note)
+      log(`  ${''.padEnd(26)} ${note}`)
+      continue
+    }
     const o = await runOpenLoop(root, running, rate, options)
     const bad = o.errors + Object.entries(o.statuses).filter(([s]) => s !== '200').reduce((n, [, c]) => n + c, 0)
     log(`  ${''.padEnd(26)} open ${rate}/s: p50 ${(o.latencyUs.p50 / 1000).toFixed(2)}ms  p99 ${(o.latencyUs.p99 / 1000).toFixed(2)}ms  p99.9 ${(o.latencyUs.p999 / 1000).toFixed(2)}ms  max ${(o.latencyUs.max / 1000).toFixed(2)}ms`
@@ -445,6 +461,12 @@ async function main (): Promise<number> {
     'throughput.svg': throughputSvg(records, title)
   })
   console.log(`\nresults: ${dir}/ (results.json, report.md, latency.svg, throughput.svg)`)
+  if (options.publish && !interrupted) {
+    const published = path.join(root, 'bench', 'results', 'published')
+    rmSync(published, { recursive: true, force: true })
+    cpSync(dir, published, { recursive: true })
+    console.log(`published: ${published}/ (update BENCHMARKS.md from its report.md)`)
+  }
   if (interrupted) return 130
   return records.some((r) => r.status === 'failed' || r.status === 'not run') ? 1 : 0
 }

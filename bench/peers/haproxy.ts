@@ -30,7 +30,7 @@ function config (port: number, upstream: URL, policy: { secret: string } | undef
   const lines = [
     'global',
     '  nbthread 1', // one thread, as tollgate's one worker
-    '  maxconn 20000',
+    '  maxconn 4000', // within the usual 20000 open-file limit (HAProxy asks for about 2 per connection)
     'defaults',
     '  mode http',
     '  timeout connect 5s',
