@@ -5,6 +5,8 @@
 // histogram (hdr-histogram-js, microseconds, 3 significant digits). Run as its own process
 // by the bench runner, which reads the JSON it prints:
 //   node dist/bench/open-loop.js '{"url":"http://127.0.0.1:P/","rate":2000,"durationSec":10,"connections":64}'
+import { realpathSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import hdr from 'hdr-histogram-js'
 import { Pool } from 'undici'
 
@@ -133,7 +135,7 @@ export async function openLoop (spec: OpenLoopSpec): Promise<OpenLoopResult> {
 }
 
 // Run as a process: the spec is the one argument, the result one JSON line on stdout.
-if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '\0')) {
+if (process.argv[1] !== undefined && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const spec = JSON.parse(process.argv[2] ?? '') as OpenLoopSpec
   openLoop(spec).then(
     (r) => { process.stdout.write(JSON.stringify(r) + '\n'); process.exit(0) },
