@@ -33,6 +33,9 @@ const SETTLE_MS = 500
 const OPEN_LOOP_OVERRUN_MS = 30_000
 /** The open loop runs only at rates up to this share of the round's closed-loop req/s. */
 const KNEE = 0.8
+/** Warm-up goes on (1 s at a time, up to WARM_CAP_SEC) until this many requests were served. */
+const WARM_REQUESTS = 5_000
+const WARM_CAP_SEC = 20
 
 function usage (groups: readonly SubjectGroup[]): string {
   return `usage: npm run bench -- [options]   (or: node dist/bench/run.js [options])
@@ -40,7 +43,8 @@ function usage (groups: readonly SubjectGroup[]): string {
   --scenario a,b       subjects or groups to run (default: the default suite; "all" for
                        everything); --list names them. --only is the same.
   --duration 5s        measured time per subject per round, closed and open loop each (s or m; at most ${MAX_SECONDS}s)
-  --warmup 2s          unmeasured closed-loop load before each measurement (0 to skip)
+  --warmup 2s          unmeasured closed-loop load before each measurement, then more until
+                       5,000 requests were served (at most 20s); 0 to skip
   --connections 64     keep-alive connections (closed loop; the open loop's pool size)
   --threads 1          wrk threads
   --rounds 3           interleaved rounds; tables show the median and min–max
@@ -181,7 +185,16 @@ async function runOpenLoop (root: string, running: RunningSubject, rate: number,
 
 async function measure (root: string, tool: LoadTool, options: Options, record: SubjectRecord, running: RunningSubject, round: number): Promise<void> {
   const load = { ...options.load, headers: running.headers, method: running.method, body: running.body }
-  if (options.warmupSec > 0) await tool.run(running.url, { ...load, durationSec: options.warmupSec })
+  if (options.warmupSec > 0) {
+    // A cold Node subject spends its first thousands of requests in the JIT compiler; on a
+    // busy machine a timed warm-up may see only a few hundred. So: the --warmup time, then
+    // more 1 s runs until WARM_REQUESTS were served or WARM_CAP_SEC passed.
+    const warmStart = Date.now()
+    let served = (await tool.run(running.url, { ...load, durationSec: options.warmupSec })).requests
+    while (served < WARM_REQUESTS && Date.now() - warmStart < WARM_CAP_SEC * 1000 && !interrupted) {
+      served += (await tool.run(running.url, { ...load, durationSec: 1 })).requests
+    }
+  }
   const startedAt = new Date().toISOString()
   const loadavg = os.loadavg()
   const cpuBefore = processCpuMs(running.pid)
