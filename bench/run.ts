@@ -221,7 +221,7 @@ async function measure (root: string, tool: LoadTool, options: Options, record: 
     }
     const o = await runOpenLoop(root, running, rate, options)
     const bad = o.errors + Object.entries(o.statuses).filter(([s]) => s !== '200').reduce((n, [, c]) => n + c, 0)
-    log(`  ${''.padEnd(26)} open ${rate}/s: p50 ${(o.latencyUs.p50 / 1000).toFixed(2)}ms  p99 ${(o.latencyUs.p99 / 1000).toFixed(2)}ms  p99.9 ${(o.latencyUs.p999 / 1000).toFixed(2)}ms  max ${(o.latencyUs.max / 1000).toFixed(2)}ms`
+    log(`  ${''.padEnd(26)} open ${rate}/s: p50 ${(o.latencyUs.p50 / 1000).toFixed(2)}ms  p99 ${(o.latencyUs.p99 / 1000).toFixed(2)}ms  p99.9 ${(o.latencyUs.p999 / 1000).toFixed(2)}ms  max ${(o.latencyUs.max / 1000).toFixed(2)}ms  (generator lag p50 ${(o.medianSendLagUs / 1000).toFixed(2)}ms)`
       + (bad > 0 ? `  (${bad} errors/non-200)` : ''))
     if (bad > 0) throw new Error(`open loop at ${rate}/s: ${bad} errors or non-200 answers (${JSON.stringify(o.statuses)} ${JSON.stringify(o.errorKinds)})`)
     openLoop.push(o)
@@ -264,6 +264,7 @@ function summarize (records: SubjectRecord[]): void {
           p999Ms: pick((o) => o.latencyUs.p999 / 1000),
           maxMs: pick((o) => o.latencyUs.max / 1000),
           achievedRate: pick((o) => o.achievedRate),
+          sendLagMs: pick((o) => (o.medianSendLagUs ?? 0) / 1000),
           nearKnee: rate > 0.8 * rps.median
         }
       })

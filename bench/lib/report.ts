@@ -31,6 +31,8 @@ export interface OpenLoopSummary {
   p999Ms: Spread
   maxMs: Spread
   achievedRate: Spread
+  /** The generator's median lag behind its schedule, ms (medians of rounds). */
+  sendLagMs: Spread
   /** True when the rate is above 80% of the subject's closed-loop req/s: past the knee,
    *  the latency is mostly queueing. */
   nearKnee: boolean
@@ -154,12 +156,13 @@ function closedRows (subjects: readonly SubjectRecord[]): string[][] {
   })
 }
 
-const OPEN_HEADER = ['subject', 'rate', 'achieved', 'p50', 'p90', 'p99', 'p99.9', 'max', '']
+const OPEN_HEADER = ['subject', 'rate', 'achieved', 'p50', 'p90', 'p99', 'p99.9', 'max', 'generator lag p50', '']
 
 function openRows (subjects: readonly SubjectRecord[]): string[][] {
   return subjects.flatMap((s) => (s.summary?.openLoop ?? []).map((o) => [
     s.name, int(o.rate), int(o.achievedRate.median), ms(o.p50Ms.median), ms(o.p90Ms.median), ms(o.p99Ms.median),
-    ms(o.p999Ms.median), ms(o.maxMs.median), o.nearKnee ? 'near/past the knee' : ''
+    ms(o.p999Ms.median), ms(o.maxMs.median), o.sendLagMs === undefined ? '-' : ms(o.sendLagMs.median),
+    [o.nearKnee ? 'near/past the knee' : '', o.sendLagMs !== undefined && o.sendLagMs.median > Math.max(1, o.p50Ms.median / 2) ? 'generator behind schedule: latency is mostly its lag' : ''].filter(Boolean).join('; ')
   ]))
 }
 

@@ -16,7 +16,7 @@ function subject (name: string, rps: number, open: boolean): SubjectRecord {
     summary: {
       requestsPerSec: spread(rps), p50Ms: spread(1), p90Ms: spread(2), p99Ms: spread(5), cpuUsPerRequest: spread(50), peakRssBytes: 100 * 1048576,
       vsBareProxy: null, vsUpstream: null, vsTollgate: null, errors: 0,
-      openLoop: open ? [{ rate: 2000, p50Ms: spread(0.5), p90Ms: spread(0.8), p99Ms: spread(2), p999Ms: spread(4), maxMs: spread(9), achievedRate: spread(2000), nearKnee: false }] : []
+      openLoop: open ? [{ rate: 2000, p50Ms: spread(0.5), p90Ms: spread(0.8), p99Ms: spread(2), p999Ms: spread(4), maxMs: spread(9), achievedRate: spread(2000), sendLagMs: spread(0.01), nearKnee: false }] : []
     }
   }
 }
