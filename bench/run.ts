@@ -51,6 +51,7 @@ function usage (groups: readonly SubjectGroup[]): string {
   --rate 2000          open-loop rates in req/s, comma-separated; 0 for none
   --publish            also copy the run's files to bench/results/published/ (committed;
                        BENCHMARKS.md shows them)
+  --report DIR         write report.md and the charts again from DIR/results.json
   --list               name the groups and subjects
   --compare A B        ratio table between two result folders (B over A)
   --help
@@ -82,7 +83,7 @@ function integer (text: string, flag: string, min: number, max: number): number 
   return n
 }
 
-type Parsed = { kind: 'run', options: Options } | { kind: 'help' } | { kind: 'list' } | { kind: 'compare', a: string, b: string }
+type Parsed = { kind: 'run', options: Options } | { kind: 'help' } | { kind: 'list' } | { kind: 'compare', a: string, b: string } | { kind: 'report', dir: string }
 
 function parseOptions (argv: string[], groups: readonly SubjectGroup[]): Parsed {
   const { values, positionals } = parseArgs({
@@ -99,12 +100,14 @@ function parseOptions (argv: string[], groups: readonly SubjectGroup[]): Parsed 
       only: { type: 'string' },
       list: { type: 'boolean', default: false },
       publish: { type: 'boolean', default: false },
+      report: { type: 'string' },
       compare: { type: 'boolean', default: false },
       help: { type: 'boolean', default: false }
     }
   })
   if (values.help === true) return { kind: 'help' }
   if (values.list === true) return { kind: 'list' }
+  if (values.report !== undefined) return { kind: 'report', dir: values.report }
   if (values.compare === true) {
     if (positionals.length !== 2) throw new Error('--compare needs two result folders: --compare A B')
     return { kind: 'compare', a: positionals[0]!, b: positionals[1]! }
@@ -278,6 +281,28 @@ function summarize (records: SubjectRecord[]): void {
   }
 }
 
+/** What the report says under the tables: failures, warnings, and the targets. */
+function buildNotes (records: readonly SubjectRecord[]): string[] {
+  const notes: string[] = []
+  for (const r of records) {
+    if (r.reason !== null) notes.push(`${r.name}: ${r.status}: ${r.reason.split('\n')[0]}`)
+    notes.push(...r.notes.map((n) => `${r.name}: ${n}`))
+  }
+  const unsteady = noisy(records)
+  if (unsteady.length > 0) {
+    notes.push(`req/s varied by more than 20% across rounds for ${unsteady.join(', ')}: the machine was busy or the run too short (see loadavg per round in results.json).`)
+  }
+  // The upstream direct is the open loop's control: where even it queues, the generator (a
+  // Node process) or the machine could not keep the rate, and no open-loop figure of the run means much.
+  for (const o of records.find((r) => r.name === 'upstream')?.summary?.openLoop ?? []) {
+    if (o.p50Ms.median > 10) {
+      notes.push(`open loop at ${o.rate}/s: even the upstream direct has a p50 of ${o.p50Ms.median.toFixed(0)} ms: the generator or the machine could not keep this rate, and the open-loop figures of this run measure that, not the subjects. Use a lower --rate or a quieter machine.`)
+    }
+  }
+  notes.push(...targets(records))
+  return notes
+}
+
 /** The issue's targets, judged on this run's figures (reported, never asserted). */
 function targets (records: readonly SubjectRecord[]): string[] {
   const out: string[] = []
@@ -333,6 +358,12 @@ async function main (): Promise<number> {
       log(`bench: ${message(err)}`)
       return 2
     }
+  }
+  if (parsed.kind === 'report') {
+    const results = JSON.parse(readFileSync(path.join(parsed.dir, 'results.json'), 'utf8')) as Results
+    writeResults(parsed.dir, results, renderFiles(results))
+    console.log(`rewrote ${parsed.dir}/report.md, latency.svg, throughput.svg`)
+    return 0
   }
   const options = parsed.options
   const tool = await findLoadTool(root)
@@ -452,28 +483,14 @@ async function main (): Promise<number> {
     subjects: records
   }
 
-  const notes: string[] = []
-  for (const r of records) {
-    if (r.reason !== null) notes.push(`${r.name}: ${r.status}: ${r.reason.split('\n')[0]}`)
-    notes.push(...r.notes.map((n) => `${r.name}: ${n}`))
-  }
-  const unsteady = noisy(records)
-  if (unsteady.length > 0) {
-    notes.push(`req/s varied by more than 20% across rounds for ${unsteady.join(', ')}: the machine was busy or the run too short (see loadavg per round in results.json).`)
-  }
-  notes.push(...targets(records))
+  const notes = buildNotes(records)
 
   console.log()
   console.log(formatTable(records))
   console.log()
   for (const n of notes) console.log(n)
   const dir = resultsDir(root, startedAt)
-  const title = `tollgate bench ${startedAt.slice(0, 16).replace('T', ' ')} UTC, ${cores} CPUs`
-  writeResults(dir, results, {
-    'report.md': formatMarkdown(results, notes),
-    'latency.svg': latencySvg(records, title),
-    'throughput.svg': throughputSvg(records, title)
-  })
+  writeResults(dir, results, renderFiles(results))
   console.log(`\nresults: ${dir}/ (results.json, report.md, latency.svg, throughput.svg)`)
   if (options.publish && !interrupted) {
     const published = path.join(root, 'bench', 'results', 'published')
@@ -483,6 +500,16 @@ async function main (): Promise<number> {
   }
   if (interrupted) return 130
   return records.some((r) => r.status === 'failed' || r.status === 'not run') ? 1 : 0
+}
+
+/** report.md and the two charts, from a results record. */
+function renderFiles (results: Results): Record<string, string> {
+  const title = `tollgate bench ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${results.machine.cpus} CPUs`
+  return {
+    'report.md': formatMarkdown(results, buildNotes(results.subjects)),
+    'latency.svg': latencySvg(results.subjects, title),
+    'throughput.svg': throughputSvg(results.subjects, title)
+  }
 }
 
 function peerVersions (root: string, haproxy: string | undefined): Record<string, string> {
