@@ -205,6 +205,8 @@ async function measure (root: string, tool: LoadTool, options: Options, record: 
   const cpuAfter = processCpuMs(running.pid)
   const cpuUsPerRequest = cpuBefore === null || cpuAfter === null || result.requests === 0 ? null : (cpuAfter - cpuBefore) * 1000 / result.requests
   if (!running.alive()) throw new Error(`${record.name} exited during the run`)
+  // wrk reports a run that got no answer at all as 0 req/s with no error: nothing was measured.
+  if (result.requests === 0) throw new Error(`closed loop: no request answered in ${options.load.durationSec}s in round ${round}`)
   const errors = result.non2xx + Object.values(result.socketErrors).reduce((a, b) => a + b, 0)
   log(`  ${record.name.padEnd(26)} ${Math.round(result.requestsPerSec).toLocaleString('en-US').padStart(9)} req/s`
     + `  p50 ${result.latencyMs.p50.toFixed(2)}ms  p99 ${result.latencyMs.p99.toFixed(2)}ms`
@@ -217,7 +219,7 @@ async function measure (root: string, tool: LoadTool, options: Options, record: 
     // Past the knee the latency is queueing only, and requests pile up unanswered: the open
     // loop is for rates the subject carries. Judged on this round's closed-loop figure.
     if (rate > KNEE * result.requestsPerSec) {
-      const note = `open loop at ${rate}/s not run: above ${KNEE * 100}% of its closed-loop ${Math.round(result.requestsPerSec)} req/s (past the knee)`
+      const note = `open loop at ${rate}/s skipped in round ${round}: above ${KNEE * 100}% of its closed-loop ${Math.round(result.requestsPerSec)} req/s (past the knee)`
       if (!record.notes.some((n) => n.startsWith(`open loop at ${rate}/s`))) record.notes.push(note)
       log(`  ${''.padEnd(26)} ${note}`)
       continue
