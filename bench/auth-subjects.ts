@@ -8,7 +8,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from 'jose'
 import { startServer } from './lib/children.js'
 import { announcedPort } from './lib/ready.js'
 import { startTollgateWithConfig } from './lib/tollgate.js'
-import type { ControlRequest, RunningSubject, Subject, SubjectContext } from './lib/subject.js'
+import type { ControlRequest, RunningSubject, Subject, SubjectContext, SubjectGroup } from './lib/subject.js'
 
 const HOST = '127.0.0.1'
 const ISSUER = 'https://issuer.bench.test'
@@ -91,6 +91,8 @@ export const authSubjects: readonly Subject[] = [
   jwtSubject('ES256'),
   { name: 'tollgate-introspection', description: 'tollgate, 1 worker: oauth2-introspection, warm cache (one AS call per worker)', start: introspection },
 ]
+
+export const authGroup: SubjectGroup = { name: 'auth', description: 'each authn plugin alone, every request with a valid credential', subjects: authSubjects }
 
 /** Issue #4's targets, as a fraction of the `tollgate` subject's req/s. */
 export const authTargets: Readonly<Record<string, number>> = {

@@ -62,11 +62,13 @@ export async function loadSubjectGroups (): Promise<LoadedGroups> {
       throw err
     }
     const fileName = file.replace(/^\.\//, '').replace(/-subjects\.js$/, '').replace(/\.js$/, '')
-    const found: SubjectGroup[] = []
-    for (const value of Object.values(mod)) {
-      if (isGroup(value)) found.push(value)
-      else if (Array.isArray(value) && value.length > 0 && value.every(isSubject)) {
-        found.push({ name: fileName, description: `subjects of bench/${fileName}-subjects.ts`, subjects: value })
+    // The file's SubjectGroups; only where it exports none, its Subject arrays.
+    const found: SubjectGroup[] = Object.values(mod).filter(isGroup)
+    if (found.length === 0) {
+      for (const value of Object.values(mod)) {
+        if (Array.isArray(value) && value.length > 0 && value.every(isSubject)) {
+          found.push({ name: fileName, description: `subjects of bench/${fileName}-subjects.ts`, subjects: value })
+        }
       }
     }
     if (found.length === 0) throw new Error(`bench/${file}: exports no SubjectGroup and no Subject[]`)

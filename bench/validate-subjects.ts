@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { startTollgateWithConfig } from './lib/tollgate.js'
-import type { ControlRequest, RunningSubject, Subject, SubjectContext } from './lib/subject.js'
+import type { ControlRequest, RunningSubject, Subject, SubjectContext, SubjectGroup } from './lib/subject.js'
 
 const HOST = '127.0.0.1'
 
@@ -141,6 +141,8 @@ export const validateSubjects: readonly Subject[] = [
     start: (ctx) => startTollgate(ctx, 'tollgate-validator', [{ name: 'request-validator', config: { body: ORDER_SCHEMA } }], [invalidOrder]),
   },
 ]
+
+export const validateGroup: SubjectGroup = { name: 'validate', description: 'request-validator with a 1 KiB JSON order, beside the same POST without it', subjects: validateSubjects }
 
 /** The request-validator issue's target, as a fraction of the `tollgate` subject's req/s. */
 export const validateTargets: Readonly<Record<string, number>> = {
