@@ -42,11 +42,11 @@ const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-
 // `Expect` was answered here (100 Continue is the gateway's to send).
 const NOT_FORWARDED = new Set(['proxy', 'expect'])
 
-function queryPart (q: string): string {
+export function queryPart (q: string): string {
   return q === '' ? '' : '?' + q
 }
 
-function stripPath (path: string, segments: number): string {
+export function stripPath (path: string, segments: number): string {
   let i = 0
   for (let s = 0; s < segments; s++) {
     const next = path.indexOf('/', i + 1)
@@ -63,7 +63,7 @@ function stripPath (path: string, segments: number): string {
  * here rather than before the pipeline so an authn plugin gives its own answer first
  * (AMBIGUOUS_CREDENTIALS); on a route without one, the gateway refuses.
  */
-function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
+export function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
   const raw = ctx.req.rawHeaders
   const nominated = connectionNominated(ctx.headers.connection)
   const out: string[] = []
@@ -221,7 +221,7 @@ class GuardedBody extends Readable {
 }
 
 /** Response headers for the client: hop-by-hop and nominated ones out. */
-function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+export function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers.connection)
   const out: OutgoingHttpHeaders = {}
   for (const k in headers) {
