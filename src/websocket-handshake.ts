@@ -1,20 +1,12 @@
 import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
+import { hasToken } from './headers.js'
 
 /** RFC 6455 §1.3: appended to the client's key before hashing. */
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
 // Sec-WebSocket-Key: base64 of 16 random bytes, always 24 characters ending in `==`.
 const KEY = /^[A-Za-z0-9+/]{22}==$/
-
-/** True when a comma-separated header (Connection, Upgrade) has `token`, in any case. */
-export function hasToken (value: string | string[] | undefined, token: string): boolean {
-  if (value === undefined) return false
-  for (const v of Array.isArray(value) ? value : [value]) {
-    for (const t of v.split(',')) if (t.trim().toLowerCase() === token) return true
-  }
-  return false
-}
 
 /** True when the request asks to become a WebSocket (`Upgrade: websocket`). */
 export function wantsWebSocket (req: IncomingMessage): boolean {
