@@ -104,15 +104,10 @@ t.test('trailers: response trailers reach a client that sent TE: trailers; reque
   const seenTrailers: string[][] = []
   const up = await startUpstream(t, (req, res) => {
     seenTrailers.push(req.rawTrailers)
-    if (req.url === '/fixed') {
-      // Framed by Content-Length: no trailers to pass on, and no Trailer header either.
-      res.writeHead(200, { 'content-length': '5', trailer: 'x-checksum' })
-      res.end('fixed')
-      return
-    }
-    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'X-Checksum, Content-Length, Set-Cookie, Server-Timing' })
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'X-Checksum, Content-Type, Set-Cookie, Server-Timing' })
     res.write('hello')
-    res.addTrailers([['X-Checksum', 'abc'], ['Content-Length', '999'], ['Set-Cookie', 'sid=stolen'], ['Location', '/evil'], ['Server-Timing', 'db;dur=5']])
+    // (A Content-Length trailer never gets this far: undici's parser refuses the response.)
+    res.addTrailers([['X-Checksum', 'abc'], ['Content-Type', 'text/evil'], ['Set-Cookie', 'sid=stolen'], ['Location', '/evil'], ['Authorization', 'Bearer x'], ['Server-Timing', 'db;dur=5']])
     res.end()
   })
   const gw = await startGateway(t, { args: ['--upstream', up.url, '--port', '0', '--workers', '1', '--log-level', 'warn'] })
@@ -122,7 +117,7 @@ t.test('trailers: response trailers reach a client that sent TE: trailers; reque
   t.match(head, /\r\ntransfer-encoding: chunked(\r\n|$)/i, 'chunked to the client')
   t.match(head, /\r\ntrailer: x-checksum, server-timing(\r\n|$)/i, 'Trailer announces the fields that will come, less the forbidden ones')
   t.equal(withTe.slice(head.length + 4), '5\r\nhello\r\n0\r\nx-checksum: abc\r\nserver-timing: db;dur=5\r\n\r\n',
-    'the last chunk carries the allowed trailers; Content-Length, Set-Cookie and Location are stripped (RFC 9110 §6.5.1)')
+    'the last chunk carries the allowed trailers; Content-Type, Set-Cookie, Location and Authorization are stripped (RFC 9110 §6.5.1)')
   t.ok(body.length > 0)
 
   const without = await rawRequest(gw.port, 'GET /t HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
@@ -133,11 +128,6 @@ t.test('trailers: response trailers reach a client that sent TE: trailers; reque
   const http10 = await rawRequest(gw.port, 'GET /t HTTP/1.0\r\nHost: a\r\nTE: trailers\r\n\r\n')
   t.notMatch(http10, /x-checksum/i, 'HTTP/1.0 (no chunked): trailers dropped')
   t.match(http10, /\r\n\r\nhello$/, 'HTTP/1.0: the body, read to the close')
-
-  const fixed = await rawRequest(gw.port, 'GET /fixed HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: close\r\n\r\n')
-  t.match(fixed, /^HTTP\/1\.1 200 /)
-  t.notMatch(fixed, /\r\ntrailer:/i, 'a Content-Length answer gets no Trailer header')
-  t.match(fixed, /\r\n\r\nfixed$/)
 
   // Request trailers: undici cannot send them, so the upstream gets the body and no trailer.
   seenTrailers.length = 0
