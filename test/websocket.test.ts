@@ -8,7 +8,7 @@ import t from 'tap'
 import { rawRequest, startGateway } from './helpers/gateway.js'
 import { closed, digest, KEY, open, startWsUpstream, within, wsUrl } from './helpers/websocket.js'
 
-t.test('echo through the gateway; the upstream gets the handshake with hop-by-hop handled', async (t) => {
+t.test('echo through the gateway; the upstream gets the handshake with hop-by-hop handled; invalid handshakes are 400', async (t) => {
   const up = await startWsUpstream(t)
   const gw = await startGateway(t, {
     config: {
@@ -54,6 +54,26 @@ t.test('echo through the gateway; the upstream gets the handshake with hop-by-ho
   t.match(raw, /^HTTP\/1\.1 101 /, 'raw handshake: 101')
   t.match(raw, /\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=\r\n/i, 'the accept value of RFC 6455\'s example key')
   t.equal(up.upgrades[1]?.headers['x-foo'], undefined, 'a Connection-nominated header is not passed on')
+
+  // Invalid handshakes on a websocket route: 400, and the upstream never sees them.
+  const before = up.upgrades.length + up.plain.length
+  const head = (lines: string[]): string => ['Host: a', ...lines, '', ''].join('\r\n')
+  const cases: Array<[string, string, RegExp]> = [
+    ['no key', 'GET /ws/bad HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
+    ['short key', 'GET /ws/bad HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: abc', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
+    ['two keys', 'GET /ws/bad HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
+    ['version 8', 'GET /ws/bad HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 8']), /version must be 13/],
+    ['POST', 'POST /ws/bad HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13', 'Content-Length: 0']), /must be a GET/]
+  ]
+  for (const [name, bytes, detail] of cases) {
+    const raw = await rawRequest(gw.port, bytes)
+    t.match(raw, /^HTTP\/1\.1 400 /, `${name}: 400`)
+    t.match(raw, /"code":"GW_WEBSOCKET_HANDSHAKE"/, `${name}: code`)
+    t.match(raw, detail, `${name}: detail`)
+    t.match(raw, /\r\nconnection: close\r\n/i, `${name}: closed`)
+    if (name === 'version 8') t.match(raw, /\r\nsec-websocket-version: 13\r\n/i, 'version 8: the version the gateway speaks is named (RFC 6455 §4.4)')
+  }
+  t.equal(up.upgrades.length + up.plain.length, before, 'the upstream saw none of them')
 })
 
 t.test('policies run before the upgrade: authn denial, rate limit; the upstream never sees a denied one', async (t) => {
@@ -102,7 +122,15 @@ t.test('the upstream refusing the upgrade: its answer is relayed, then the conne
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
   t.teardown(() => { server.closeAllConnections(); server.close() })
-  const gw = await startGateway(t, { config: { workers: 1, routes: [{ name: 'ws', match: { path: '/' }, upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, websocket: true }] } })
+  const gw = await startGateway(t, {
+    config: {
+      workers: 1,
+      routes: [
+        { name: 'down', match: { path: '/down' }, upstream: 'http://127.0.0.1:1', websocket: true },
+        { name: 'ws', match: { path: '/' }, upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, websocket: true }
+      ]
+    }
+  })
   const r = await open(wsUrl(gw.url, '/x'))
   t.equal(r.status, 403, 'the upstream\'s status')
   t.equal(r.headers['x-why'], 'no-ws-here', 'its end-to-end headers')
@@ -115,29 +143,6 @@ t.test('the upstream refusing the upgrade: its answer is relayed, then the conne
   t.equal(raw.match(/HTTP\/1\.1 /g)?.length, 1, 'one answer: the bytes after the handshake were not served')
 
   // An upstream that cannot be reached: 502.
-  const gw2 = await startGateway(t, { config: { workers: 1, routes: [{ name: 'ws', match: { path: '/' }, upstream: 'http://127.0.0.1:1', websocket: true }] } })
-  const r2 = await open(wsUrl(gw2.url, '/x'))
+  const r2 = await open(wsUrl(gw.url, '/down'))
   t.equal(r2.status, 502, 'upstream down: 502')
-})
-
-t.test('invalid handshakes on a websocket route are 400 and never reach the upstream', async (t) => {
-  const up = await startWsUpstream(t)
-  const gw = await startGateway(t, { config: { workers: 1, routes: [{ name: 'ws', match: { path: '/' }, upstream: up.url, websocket: true }] } })
-  const head = (lines: string[]): string => ['Host: a', ...lines, '', ''].join('\r\n')
-  const cases: Array<[string, string, RegExp]> = [
-    ['no key', 'GET / HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
-    ['short key', 'GET / HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: abc', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
-    ['two keys', 'GET / HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13']), /Sec-WebSocket-Key/],
-    ['version 8', 'GET / HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 8']), /version must be 13/],
-    ['POST', 'POST / HTTP/1.1\r\n' + head(['Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version: 13', 'Content-Length: 0']), /must be a GET/]
-  ]
-  for (const [name, bytes, detail] of cases) {
-    const raw = await rawRequest(gw.port, bytes)
-    t.match(raw, /^HTTP\/1\.1 400 /, `${name}: 400`)
-    t.match(raw, /"code":"GW_WEBSOCKET_HANDSHAKE"/, `${name}: code`)
-    t.match(raw, detail, `${name}: detail`)
-    t.match(raw, /\r\nconnection: close\r\n/i, `${name}: closed`)
-    if (name === 'version 8') t.match(raw, /\r\nsec-websocket-version: 13\r\n/i, 'version 8: the version the gateway speaks is named (RFC 6455 §4.4)')
-  }
-  t.equal(up.upgrades.length + up.plain.length, 0, 'the upstream saw none of them')
 })
