@@ -44,7 +44,7 @@ t.test('least-request: the power of two choices favours the target with fewer in
   const state = stateFor(2)
   const lr = new LeastRequest([1, 1], state)
   // Target 0 has 5 requests in flight (a slow target), target 1 none.
-  for (let i = 0; i < 5; i++) state.begin(0, false)
+  for (let i = 0; i < 5; i++) state.begin(0)
   const counts = [0, 0]
   for (let i = 0; i < 1000; i++) counts[lr.pick(anyCtx, undefined).index]!++
   // With two targets both choices are distinct whenever a second one is drawn: the less
@@ -132,15 +132,17 @@ t.test('passive ejection: consecutive failures, cap, half-open trial, longer sec
 t.test('breaker and retry budget counts', async (t) => {
   const spec = upstreamSpec({ targets: ['http://127.0.0.1:1'], breaker: { maxRequests: 3, maxPending: 2 }, retries: { budgetPercent: 20, minRetryConcurrency: 1 } })
   const state = new UpstreamState(createSharedUpstream(1), spec.passive, spec.breaker, spec.retries)
-  state.begin(0, false)
-  state.begin(0, false)
+  state.begin(0)
+  state.begin(0)
   t.equal(state.overLimit(), 'pending', 'two waiting for a connection: pending is full')
   state.started()
   t.equal(state.overLimit(), undefined)
-  state.begin(0, false)
+  state.begin(0)
   state.started()
   t.equal(state.overLimit(), 'requests', 'three in flight: requests are full')
-  t.equal(state.retryAllowed(), true, 'min retry concurrency 1: one retry is allowed')
-  state.begin(0, true)
-  t.equal(state.retryAllowed(), false, '1 retry of 4 in flight is over 20%')
+  t.equal(state.reserveRetry(), true, 'min retry concurrency 1: one retry is allowed')
+  state.begin(0)
+  t.equal(state.reserveRetry(), false, '1 retry of 4 in flight is over 20%')
+  state.end(0, true, true)
+  t.equal(state.reserveRetry(), true, 'the retry ended: its slot is free again')
 })
