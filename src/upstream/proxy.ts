@@ -354,6 +354,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   /** A response hook threw: the answer is the gateway's fault, not the upstream's. */
   let hookFailed = false
   let guard: GuardedBody | undefined
+  /** A retry slot of the budget is held for an attempt not sent yet (in its backoff). */
+  let reserved = false
 
   const release = (a: Attempt, verdict: 'ok' | 'fail' | 'none'): void => {
     if (a.done) return
@@ -374,6 +376,10 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     if (backoff !== undefined) clearTimeout(backoff)
     if (total !== undefined) clearTimeout(total)
     if (current !== undefined) release(current, 'none')
+    if (reserved) {
+      reserved = false
+      state.releaseRetry()
+    }
     if (guard !== undefined) ctx.outcome.bytesIn = guard.bytes
     done()
   }
@@ -410,7 +416,9 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     if (finished || res.headersSent || !replayable || timedOut || hookFailed) return false
     if (attempts > route.retries.attempts) return false
     if (why !== 'refused' && !(idempotent && (why === 'reset' || why === 'status'))) return false
-    return state.retryAllowed()
+    if (!state.reserveRetry()) return false
+    reserved = true
+    return true
   }
 
   const retryLater = (a: Attempt): void => {
@@ -533,7 +541,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     const target = route.targets[pick.index] as Target
     const a: Attempt = { index: pick.index, trial: pick.trial, retry: attempts > 0, pending: true, done: false, discard: false, failed: false, controller: undefined }
     attempts++
-    state.begin(a.index, a.retry)
+    reserved = false
+    state.begin(a.index)
     current = a
     ctx.outcome.upstream = target.origin
     // The first attempt takes the header list as it is; a retry copies it (its Host may differ).

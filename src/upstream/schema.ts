@@ -113,6 +113,6 @@ export const rewriteSchema = {
   description: "Regex replace on the upstream path (after stripPrefix), run on V8's linear-time engine: patterns it cannot run in linear time are refused",
   properties: {
     pattern: { type: 'string', minLength: 1, maxLength: 1024 },
-    replacement: { type: 'string', maxLength: 1024, pattern: "^[A-Za-z0-9._~!&'()*+,;=:@/%$-]*$", description: '$1, $<name> refer to groups' }
+    replacement: { type: 'string', maxLength: 1024, pattern: "^([A-Za-z0-9._~!&'()*+,;=:@/%-]|\\$[0-9]{1,2}|\\$<[A-Za-z_][A-Za-z0-9_]*>|\\$\\$)*$", description: 'Path characters, and $1 or $<name> for groups' }
   }
 } as const

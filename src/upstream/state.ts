@@ -146,13 +146,13 @@ export class UpstreamState {
     Atomics.store(a, this.#t(i, T_FAILS), 0)
   }
 
-  /** Start of an attempt on target i: counted against the breaker. */
-  begin (i: number, retry: boolean): void {
+  /** Start of an attempt on target i: counted against the breaker. A retry's slot in the
+   *  budget was taken by reserveRetry() and is given back by end(). */
+  begin (i: number): void {
     const a = this.a
     Atomics.add(a, H_ACTIVE, 1)
     Atomics.add(a, H_PENDING, 1)
     Atomics.add(a, this.#t(i, T_INFLIGHT), 1)
-    if (retry) Atomics.add(a, H_RETRIES, 1)
   }
 
   /** The attempt's request went onto a connection: no longer pending. */
@@ -174,13 +174,25 @@ export class UpstreamState {
     return undefined
   }
 
-  /** Envoy's retry budget: retries in flight stay under a share of the requests in flight. */
-  retryAllowed (): boolean {
+  /**
+   * Envoy's retry budget: retries in flight stay under a share of the requests in flight.
+   * The slot is taken when the retry is decided, not when it is sent after its backoff:
+   * otherwise every failure of a burst would see the budget still free (G7). A CAS loop, so
+   * two threads cannot both take the last slot.
+   */
+  reserveRetry (): boolean {
     const r = this.retries
     const a = this.a
     const limit = Math.max(r.minRetryConcurrency, Math.floor(Atomics.load(a, H_ACTIVE) * r.budgetPercent / 100))
-    return Atomics.load(a, H_RETRIES) < limit
+    for (;;) {
+      const cur = Atomics.load(a, H_RETRIES)
+      if (cur >= limit) return false
+      if (Atomics.compareExchange(a, H_RETRIES, cur, cur + 1) === cur) return true
+    }
   }
+
+  /** A reserved retry that was never sent (the client left during the backoff). */
+  releaseRetry (): void { Atomics.sub(this.a, H_RETRIES, 1) }
 
   /** The acceptor's prober: the active check's verdict. */
   setHealthy (i: number, healthy: boolean): void {

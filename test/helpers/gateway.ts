@@ -98,7 +98,8 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  const listening = await waitFor((l) => l.msg === 'listening')
+  // Generous: on a shared CI machine a start can take many seconds.
+  const listening = await waitFor((l) => l.msg === 'listening', 60_000)
   const port = listening.port as number
   return {
     port,
