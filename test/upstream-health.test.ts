@@ -13,7 +13,7 @@ t.test('G8 (passive): 5 consecutive 5xx eject a target; it comes back half-open'
   const gw = await startGateway(t, {
     config: {
       logLevel: 'warn',
-      routes: [{ name: 'p', match: { path: '/' }, upstream: { targets: [sick.url, well.url], passive: { baseEjectionTime: '1s' }, retries: { attempts: 0 } } }]
+      routes: [{ name: 'p', match: { path: '/' }, upstream: { targets: [sick.url, well.url], passive: { baseEjectionTime: '5s' }, retries: { attempts: 0 } } }]
     }
   })
   const agent = client(t)
@@ -26,7 +26,9 @@ t.test('G8 (passive): 5 consecutive 5xx eject a target; it comes back half-open'
   t.equal(sick.hits(), sickBefore, 'the ejected target gets nothing')
   await gw.waitFor((l) => l.msg === 'upstream target ejected after consecutive failures', 2000)
   broken = false
-  await sleep(1200)
+  // Ejected for 5 s from the fifth failure (long enough for the requests above on a slow
+  // machine); then the half-open trial.
+  await sleep(5500)
   const after = await many(20, 1, async () => await get(agent, `${gw.url}/z`))
   t.same(tally(after, (a) => String(a.status)), { 200: 20 })
   t.ok(sick.hits() > sickBefore, 'after the ejection time a trial request goes to it, and it is back in rotation')
