@@ -89,7 +89,7 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
     }
   })
 
-  const waitFor = (pred: (l: LogLine) => boolean, ms = 15_000): Promise<LogLine> => {
+  const waitFor = (pred: (l: LogLine) => boolean, ms = 45_000): Promise<LogLine> => {
     const found = lines.find(pred)
     if (found !== undefined) return Promise.resolve(found)
     return new Promise((resolve, reject) => {
@@ -98,8 +98,7 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  // Generous: on a shared CI machine a start can take many seconds.
-  const listening = await waitFor((l) => l.msg === 'listening', 60_000)
+  const listening = await waitFor((l) => l.msg === 'listening')
   const port = listening.port as number
   return {
     port,
