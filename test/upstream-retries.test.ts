@@ -1,5 +1,5 @@
-// CHECKLIST G5-G7 and G9: what is retried (idempotent methods, or requests that never reached
-// the upstream), on which target, and within which budget; real upstreams that reset.
+// CHECKLIST G5, G6 and G9: what is retried (idempotent methods, or requests that never
+// reached the upstream) and on which target; real upstreams that reset.
 import t from 'tap'
 import { deadPort, startGateway } from './helpers/gateway.js'
 import { client, get, many, named, rawTarget, tally } from './helpers/upstreams.js'
@@ -63,26 +63,4 @@ t.test('G5b/G6: a refused POST and 503 GETs go to another target; a POST answere
   t.equal(good.hits() - before, 8, 'all eight ended on the good target')
   const postAnswers = await many(4, 1, async () => await get(agent, `${gw.url}/busy`, { method: 'POST', body: 'p' }))
   t.same(tally(postAnswers, (a) => String(a.status)), { 200: 2, 503: 2 }, "a POST answered 503 gets the upstream's 503: not retried")
-})
-
-t.test('G7: with half the requests failing, retries stay within the budget', async (t) => {
-  let n = 0
-  const flaky = await named(t, 'flaky', (_req, res) => {
-    const fail = n++ % 2 === 0
-    setTimeout(() => { res.writeHead(fail ? 503 : 200); res.end(fail ? 'no' : 'ok') }, 300)
-  })
-  const gw = await startGateway(t, {
-    config: { logLevel: 'warn', routes: [{ name: 'f', match: { path: '/' }, upstream: { targets: [flaky.url], passive: { consecutiveFailures: 0 }, retries: { attempts: 3, backoff: 0 } } }] }
-  })
-  const agent = client(t, 200)
-  await get(agent, `${gw.url}/warm`)
-  n = 0
-  const before = flaky.hits()
-  const answers = await Promise.all(Array.from({ length: 100 }, async () => await get(agent, `${gw.url}/x`)))
-  const retries = flaky.hits() - before - 100
-  const counts = tally(answers, (a) => String(a.status))
-  // Without a budget each of ~50 failures would be retried (and half of those again): ~75+.
-  t.ok(retries <= 30, `retries stay near 20% of the 100 in flight (${retries})`)
-  t.ok(retries >= 1, `but some were retried (${retries})`)
-  t.ok((counts['503'] ?? 0) >= 10, `failures over the budget reach the client as the upstream's 503 (${JSON.stringify(counts)})`)
 })
