@@ -416,8 +416,11 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     if (finished || res.headersSent || !replayable || timedOut || hookFailed) return false
     if (attempts > route.retries.attempts) return false
     if (why !== 'refused' && !(idempotent && (why === 'reset' || why === 'status'))) return false
-    if (!state.reserveRetry()) return false
-    reserved = true
+    // A discarded 503 whose body then fails holds its slot already: one retry, one slot.
+    if (!reserved) {
+      if (!state.reserveRetry()) return false
+      reserved = true
+    }
     return true
   }
 
