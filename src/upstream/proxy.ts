@@ -11,6 +11,7 @@ import type { Balancer } from './balancer.js'
 import { rewritePath } from './rewrite.js'
 import type { RetrySpec } from './spec.js'
 import type { UpstreamState } from './state.js'
+import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -60,11 +61,11 @@ const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-
 // `Expect` was answered here (100 Continue is the gateway's to send).
 const NOT_FORWARDED = new Set(['proxy', 'expect'])
 
-function queryPart (q: string): string {
+export function queryPart (q: string): string {
   return q === '' ? '' : '?' + q
 }
 
-function stripPath (path: string, segments: number): string {
+export function stripPath (path: string, segments: number): string {
   let i = 0
   for (let s = 0; s < segments; s++) {
     const next = path.indexOf('/', i + 1)
@@ -81,7 +82,7 @@ function stripPath (path: string, segments: number): string {
  * here rather than before the pipeline so an authn plugin gives its own answer first
  * (AMBIGUOUS_CREDENTIALS); on a route without one, the gateway refuses.
  */
-function upstreamHeaders (ctx: Context, route: ProxyRoute): string[] | undefined {
+function baseHeaders (ctx: Context, route: ProxyRoute): string[] | undefined {
   const raw = ctx.req.rawHeaders
   const nominated = connectionNominated(ctx.headers.connection)
   const out: string[] = []
@@ -97,6 +98,8 @@ function upstreamHeaders (ctx: Context, route: ProxyRoute): string[] | undefined
     if (lower === 'authorization' && ++authorization > 1) return undefined
     out.push(name, raw[i + 1] as string)
   }
+  // TE is hop-by-hop; of the client's, only `trailers` is passed on (trailers.ts).
+  if (acceptsTrailers(ctx.req)) out.push('te', 'trailers')
   // Client-nominated headers are gone before these are added (CHECKLIST A26).
   // The chain as far as it can be believed (client-ip.ts): from an untrusted peer, the peer
   // alone; whatever the client claimed in X-Real-IP or Forwarded is dropped above.
@@ -108,6 +111,19 @@ function upstreamHeaders (ctx: Context, route: ProxyRoute): string[] | undefined
   if (host !== undefined) out.push('x-forwarded-host', host)
   if (set !== undefined) for (const [k, v] of set) out.push(k, v)
   return out
+}
+
+/** Request headers for one target, Host included (the WebSocket tunnel's). */
+export function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
+  const out = baseHeaders(ctx, route)
+  out?.push('host', hostFor(ctx, route, target))
+  return out
+}
+
+/** The path sent upstream, before the target's base path: stripped, then rewritten. */
+export function upstreamPath (ctx: Context, route: ProxyRoute): string {
+  const path = stripPath(ctx.path, route.stripSegments)
+  return route.rewrite === undefined ? path : rewritePath(path, route.rewrite.re, route.rewrite.replacement)
 }
 
 /** The Host sent to a target: a fixed one, the client's, or the target's own. */
@@ -245,7 +261,7 @@ class GuardedBody extends Readable {
 }
 
 /** Response headers for the client: hop-by-hop and nominated ones out. */
-function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+export function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers.connection)
   const out: OutgoingHttpHeaders = {}
   for (const k in headers) {
@@ -356,6 +372,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   let guard: GuardedBody | undefined
   /** A retry slot of the budget is held for an attempt not sent yet (in its backoff). */
   let reserved = false
+  // Response trailers go to a client that asked for them (trailers.ts).
+  const trailers = acceptsTrailers(ctx.req)
 
   const release = (a: Attempt, verdict: 'ok' | 'fail' | 'none'): void => {
     if (a.done) return
@@ -394,16 +412,14 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   }
   res.once('close', onClose)
 
-  const base = upstreamHeaders(ctx, route)
+  const base = baseHeaders(ctx, route)
   if (base === undefined) {
     closeAfter(res)
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'more than one Authorization header')
     finish()
     return
   }
-  let path = stripPath(ctx.path, route.stripSegments)
-  if (route.rewrite !== undefined) path = rewritePath(path, route.rewrite.re, route.rewrite.replacement)
-  const pathAndQuery = path + queryPart(ctx.upstreamQuery)
+  const pathAndQuery = upstreamPath(ctx, route) + queryPart(ctx.upstreamQuery)
   // A body a plugin read (ctx.readBody) or the handler buffered goes from memory; undici
   // frames it with its length, and it can be sent again. A streamed one goes through the
   // guard (size limit, idle timeout, byte count) and is sent once.
@@ -435,6 +451,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   const head = (status: number, headers: IncomingHttpHeaders, c: Dispatcher.DispatchController): void => {
     ctx.outcome.upstreamMs = performance.now() - started
     const info = { status, headers: clientHeaders(headers) }
+    const announced = trailers && headers['content-length'] === undefined && ctx.method !== 'HEAD' && status !== 204 && status !== 304 ? announcedTrailers(headers) : undefined
+    if (announced !== undefined) info.headers.trailer = announced
     ctx.applyResponseHeaders(info.headers)
     try {
       runResponseHooks(ctx, pipeline.onResponse, info)
@@ -460,7 +478,14 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     }
   }
 
-  const end = (): void => { res.end(finish) }
+  const end = (upstreamTrailers: IncomingHttpHeaders | null): void => {
+    const t = trailers ? forwardableTrailers(upstreamTrailers) : undefined
+    if (t !== undefined) {
+      // Node sends them in the last chunk of a chunked answer, and ignores them otherwise.
+      try { res.addTrailers(t) } catch (err) { ctx.log.debug({ err }, 'upstream trailers not passed on') }
+    }
+    res.end(finish)
+  }
 
   const handlerFor = (a: Attempt): Dispatcher.DispatchHandler => ({
     onRequestStart (c) {
@@ -495,7 +520,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       if (a.done || a.discard) return
       data(chunk, c)
     },
-    onResponseEnd () {
+    onResponseEnd (_c, upstreamTrailers) {
       if (a.done) return
       if (a.discard) {
         release(a, 'fail')
@@ -505,7 +530,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       }
       release(a, a.failed ? 'fail' : 'ok')
       current = undefined
-      end()
+      end(upstreamTrailers)
     },
     onResponseError (_c, err) {
       if (a.done) return
