@@ -17,6 +17,7 @@ import { runPrepare } from './prepare.js'
 import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } from './shared-memory.js'
 import type { HotPath } from './shared-memory.js'
 import type { GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
+import { UpstreamRegistry } from './upstream/registry.js'
 
 /** A validated config with its plugins resolved and prepared: what a generation is made from. */
 export interface PreparedConfig {
@@ -148,6 +149,8 @@ export class Acceptor {
   /** Waiters for worker replies during an update: `${kind}:${number}` -> callbacks. */
   #replies = new Map<string, (slot: Slot, m: WorkerToAcceptor) => void>()
   #retiredWaiters: Array<() => void> = []
+  /** Upstream health and ejection state shared with workers; active probes run here. */
+  readonly #upstreams: UpstreamRegistry
   readonly startedAt = Date.now()
 
   constructor (prepared: PreparedConfig, shared: SharedState, log: Logger) {
@@ -155,6 +158,7 @@ export class Acceptor {
     this.#shared = shared
     this.#generations.set(1, { number: 1, prepared })
     this.#log = log
+    this.#upstreams = new UpstreamRegistry(log)
     this.memory = shared.memory
     setGeneration(this.memory, this.#generation)
     switchIpRegion(this.memory, prepared.ipRegion)
@@ -177,7 +181,7 @@ export class Acceptor {
 
   #message (): GenerationMessage {
     const p = this.#prepared
-    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion }
+    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion, upstreams: this.#upstreams.sync(p.config) }
   }
 
   async start (): Promise<ListeningInfo> {
@@ -298,7 +302,7 @@ export class Acceptor {
    */
   async publish (next: PreparedConfig, beforeCommit?: () => Promise<void>): Promise<number> {
     const number = this.#generation + 1
-    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
+    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion, upstreams: this.#upstreams.sync(next.config) }
     const slots = this.#slots.filter((s) => s.ready)
     const building = this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
     // The workers build on their threads while this one compiles the IP table; a bad list is
@@ -313,6 +317,7 @@ export class Acceptor {
     const failures = built.filter((r) => r.m.type === 'generation-failed')
     if (tableError !== undefined || failures.length > 0 || built.length < slots.length) {
       for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
+      this.#upstreams.retain(this.#prepared.config)
       if (tableError !== undefined) throw tableError
       const first = failures[0]?.m
       // A plugin's create() refusing its config is a bad config (400), as the dry run at
@@ -329,6 +334,7 @@ export class Acceptor {
         await beforeCommit()
       } catch (err) {
         for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
+        this.#upstreams.retain(this.#prepared.config)
         throw err
       }
     }
@@ -338,6 +344,7 @@ export class Acceptor {
     this.#prepared = next
     switchIpRegion(this.memory, next.ipRegion)
     setGeneration(this.memory, number)
+    this.#upstreams.retain(next.config)
     await this.#collect(slots, `generation-applied:${number}`, (s) => s.port?.postMessage({ type: 'commit-generation', number }))
     // Records no worker can be running any more are dropped.
     for (const n of this.#generations.keys()) {
@@ -411,6 +418,7 @@ export class Acceptor {
     // Serve tasks resolve once their server has closed and their logs are flushed.
     const hardStop = new Promise((resolve) => setTimeout(resolve, deadlineMs + 2000).unref())
     await Promise.race([Promise.allSettled(this.#slots.map((s) => s.task)), hardStop])
+    await this.#upstreams.close()
     await this.#pool?.destroy()
   }
 }

@@ -1,5 +1,7 @@
 import { adminSchema } from './admin/schema.js'
 import type { AdminConfig } from './admin/schema.js'
+import { rewriteSchema, upstreamSchema } from './upstream/schema.js'
+import type { UpstreamConfig } from './upstream/spec.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -17,8 +19,6 @@ const duration = {
 
 /** A size in bytes. */
 const byteSize = { type: 'integer', minimum: 0, maximum: 1099511627776 } as const
-
-const httpUrl = { type: 'string', format: 'http-url', description: 'An http:// or https:// origin, e.g. http://127.0.0.1:3000' } as const
 
 const pluginRef = {
   type: 'object',
@@ -38,7 +38,8 @@ const timeouts = {
   properties: {
     connect: { ...duration, default: 5000 },
     headers: { ...duration, default: 30000, description: 'Time to the upstream response headers' },
-    body: { ...duration, default: 30000, description: 'Idle time between upstream body chunks' }
+    body: { ...duration, default: 30000, description: 'Idle time between upstream body chunks' },
+    total: { ...duration, default: 0, description: 'Whole exchange with the upstream, retries included (504); 0: no limit' }
   },
   default: {}
 } as const
@@ -50,7 +51,8 @@ const routeTimeouts = {
   properties: {
     connect: duration,
     headers: { ...duration, description: 'Time to the upstream response headers' },
-    body: { ...duration, description: 'Idle time between upstream body chunks' }
+    body: { ...duration, description: 'Idle time between upstream body chunks' },
+    total: { ...duration, description: 'Whole exchange with the upstream, retries included (504); 0: no limit' }
   }
 } as const
 
@@ -77,35 +79,6 @@ const clientIp = {
 } as const
 
 const routeClientIp = { type: 'object', additionalProperties: false, properties: clientIpProps } as const
-
-const upstream = {
-  anyOf: [
-    httpUrl,
-    {
-      type: 'object',
-      additionalProperties: false,
-      required: ['targets'],
-      properties: {
-        targets: {
-          type: 'array',
-          minItems: 1,
-          items: {
-            anyOf: [
-              httpUrl,
-              {
-                type: 'object',
-                additionalProperties: false,
-                required: ['url'],
-                properties: { url: httpUrl, weight: { type: 'integer', minimum: 1, maximum: 1000, description: 'Relative share of requests; default 1' } }
-              }
-            ]
-          }
-        },
-        connections: { type: 'integer', minimum: 1, maximum: 10000, description: 'Max connections per target per worker; default 128' }
-      }
-    }
-  ]
-} as const
 
 /** Ids and group names travel upstream in headers: only characters safe there. */
 const identifier = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$' } as const
@@ -207,9 +180,11 @@ const route = {
         }
       }
     },
-    upstream,
+    upstream: upstreamSchema,
     preserveHost: { type: 'boolean', default: false, description: "Send the client's Host upstream instead of the upstream's" },
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
+    hostHeader: { type: 'string', pattern: '^[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^\\[[0-9A-Fa-f:.]+\\](:[0-9]{1,5})?$', description: 'A fixed Host sent upstream (wins over preserveHost)' },
+    rewrite: rewriteSchema,
     timeouts: routeTimeouts,
     maxBodySize: { ...byteSize, description: 'Bytes of request body this route accepts (413); default limits.maxBodySize' },
     websocket: {
@@ -310,16 +285,18 @@ export interface PluginRef {
   config: Record<string, unknown>
 }
 
-export interface TimeoutsConfig { connect: number, headers: number, body: number }
+export interface TimeoutsConfig { connect: number, headers: number, body: number, total: number }
 
 export interface UpstreamTarget { url: string, weight?: number }
 
 export interface RouteConfig {
   name: string
   match: { path: string, exact: boolean, caseInsensitive?: boolean, methods?: string[], host?: string | string[] }
-  upstream: string | { targets: Array<string | UpstreamTarget>, connections?: number }
+  upstream: UpstreamConfig
   preserveHost: boolean
   stripPrefix: boolean
+  hostHeader?: string
+  rewrite?: { pattern: string, replacement: string }
   timeouts: TimeoutsConfig
   /** Always set after validation: the route's own, or limits.maxBodySize. */
   maxBodySize: number

@@ -11,6 +11,8 @@ import { CidrError, parseCidr } from './ip/parse.js'
 import { toMs } from './duration.js'
 import { codes } from './errors.js'
 import { formatSchemaErrors } from './schema-errors.js'
+import { compileRewrite, RewriteError } from './upstream/rewrite.js'
+import { checkUpstream } from './upstream/spec.js'
 
 const ajv = createConfigAjv()
 const validateGateway = ajv.compile(gatewaySchema)
@@ -72,6 +74,17 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
       }
     })
   }
+  cfg.routes.forEach((r, i) => {
+    for (const p of checkUpstream(r.upstream, `/routes/${i}/upstream`)) problems.push(`${raw.source}: ${p}`)
+    if (r.rewrite !== undefined) {
+      try {
+        compileRewrite(r.rewrite.pattern)
+      } catch (err) {
+        if (!(err instanceof RewriteError)) throw err
+        problems.push(`${raw.source}: /routes/${i}/rewrite/pattern: ${err.message}`)
+      }
+    }
+  })
   checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
   cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
   problems.push(...checkConsumers(cfg, raw.source, opts.warn))
@@ -135,7 +148,7 @@ function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string
 }
 
 function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig {
-  return { connect: toMs(t.connect ?? 5000), headers: toMs(t.headers ?? 30000), body: toMs(t.body ?? 30000) }
+  return { connect: toMs(t.connect ?? 5000), headers: toMs(t.headers ?? 30000), body: toMs(t.body ?? 30000), total: toMs(t.total ?? 0) }
 }
 
 /** `websocket: true` or a block -> limits in ms; false or absent -> undefined (not proxied). */

@@ -113,6 +113,8 @@ export const codes = {
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),
   GW_UPSTREAM_BAD_RESPONSE: createError('GW_UPSTREAM_BAD_RESPONSE', 'The upstream service sent an invalid response', 502),
   GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
+  GW_UPSTREAM_NO_HEALTHY: createError('GW_UPSTREAM_NO_HEALTHY', 'No healthy upstream target is available', 503),
+  GW_UPSTREAM_OVERLOADED: createError('GW_UPSTREAM_OVERLOADED', 'The upstream service is at its connection or request limit', 503),
   GW_IP_AUTO_BLOCKED: createError('GW_IP_AUTO_BLOCKED', 'The client address is blocked for a while after too many refused requests', 403)
 } as const
 

@@ -13,7 +13,13 @@ import { globalPipeline, importPlugin, pipelineFor } from './plugin-loader.js'
 import type { PipelineEntry } from './plugin-loader.js'
 import { Router } from './router.js'
 import type { GenerationMessage, PluginHooks, RouteInfo } from './types.js'
-import { Balancer } from './upstream/balancer.js'
+import { ConsistentHash, LeastRequest, RoundRobin } from './upstream/balancer.js'
+import type { Balancer, KeyOf } from './upstream/balancer.js'
+import { compileRewrite } from './upstream/rewrite.js'
+import { upstreamSpec } from './upstream/spec.js'
+import type { HashOn, UpstreamSpec } from './upstream/spec.js'
+import { createSharedUpstream, UpstreamState } from './upstream/state.js'
+import type { SharedUpstream } from './upstream/state.js'
 import { createAuthGate, identityHeaderNames } from './auth/gate.js'
 import { consumersOf } from './auth/registry.js'
 import { PHASES } from './types.js'
@@ -60,9 +66,32 @@ export interface BuildOptions {
   hotPath: HotPath
 }
 
-function targetsOf (route: RouteConfig): Array<{ url: string, weight: number }> {
-  if (typeof route.upstream === 'string') return [{ url: route.upstream, weight: 1 }]
-  return route.upstream.targets.map((t) => (typeof t === 'string' ? { url: t, weight: 1 } : { url: t.url, weight: t.weight ?? 1 }))
+/** What consistent hashing keys a request on; the client address when the key is missing. */
+function keyOf (on: HashOn): KeyOf {
+  if (on.kind === 'ip') return (ctx) => ctx.client.ip
+  if (on.kind === 'consumer') return (ctx) => ctx.consumer?.id ?? ctx.client.ip
+  const name = on.name
+  return (ctx) => {
+    const v = ctx.headers[name]
+    return typeof v === 'string' ? v : Array.isArray(v) ? v.join(',') : ctx.client.ip
+  }
+}
+
+function balancerFor (spec: UpstreamSpec, state: UpstreamState): Balancer {
+  const weights = spec.targets.map((t) => t.weight)
+  if (spec.balance === 'least-request') return new LeastRequest(weights, state)
+  if (spec.balance === 'consistent-hash') return new ConsistentHash(spec.targets.map((t) => t.url), weights, state, keyOf(spec.hashOn))
+  return new RoundRobin(weights, state)
+}
+
+/**
+ * Connections per target per worker: the upstream's `connections`, held so that all workers'
+ * pools together stay within breaker.maxConnections (Envoy's max_connections: requests over
+ * it wait as pending, and breaker.maxPending turns the excess away with 503).
+ */
+function connectionsPerPool (spec: UpstreamSpec, workers: number): number {
+  const share = Math.max(1, Math.floor(spec.breaker.maxConnections / (workers * spec.targets.length)))
+  return Math.min(spec.connections, share)
 }
 
 function segmentsOf (path: string): number {
@@ -131,24 +160,35 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
         const at = entries.findIndex((e) => PHASES.indexOf(e.plugin.phase) > authnOrder)
         chain.splice(at === -1 ? chain.length : at, 0, { name: 'gateway', hooks: { onRequest: gate as unknown as (ctx: RequestContext) => void } })
       }
-      const targets = targetsOf(route)
+      const spec = upstreamSpec(route.upstream)
+      const targets = spec.targets
+      const rewrite = route.rewrite === undefined ? undefined : { re: compileRewrite(route.rewrite.pattern), replacement: route.rewrite.replacement }
       let proxy: ProxyRoute | undefined
       if (opts.mode === 'worker' && opts.pools !== undefined) {
-        const connections = typeof route.upstream === 'string' ? 128 : route.upstream.connections ?? 128
-        const built = targets.map((t) => {
+        const connections = connectionsPerPool(spec, config.workers)
+        const built = targets.map((t): Target => {
           const u = new URL(t.url)
           const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect })
           if (pool === undefined) throw new Error('no pool registry')
           pools.add(pool)
-          const target: Target = { origin: u.origin, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
-          return { target, weight: t.weight }
+          return { origin: u.origin, url: t.url, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
         })
+        const shared: SharedUpstream = msg.upstreams?.[route.name] ?? createSharedUpstream(targets.length)
+        const state = new UpstreamState(shared, spec.passive, spec.breaker, spec.retries)
         proxy = {
-          balancer: new Balancer(built),
+          targets: built,
+          balancer: balancerFor(spec, state),
+          state,
+          retries: spec.retries,
+          bufferBody: spec.bufferBody,
           preserveHost: route.preserveHost,
+          hostHeader: route.hostHeader,
           stripSegments: route.stripPrefix ? segmentsOf(route.match.path) : 0,
+          rewrite,
+          connectTimeout: route.timeouts.connect,
           headersTimeout: route.timeouts.headers,
           bodyTimeout: route.timeouts.body,
+          totalTimeout: route.timeouts.total,
           proto: 'http',
           strip,
           maxBodySize: route.maxBodySize,

@@ -92,16 +92,17 @@ function checkHead (req: IncomingMessage, limits: GatewayConfig['limits'], up: {
   return readTarget(req, limits)
 }
 
-/** Bodies up to this many bytes, framed by Content-Length, are buffered before proxying. */
-const SMALL_BODY = 64 * 1024
-
-/** The Content-Length of a small body framed by it (not chunked), else 0. */
-function smallBodyLength (req: IncomingMessage): number {
+/**
+ * The Content-Length of a small body framed by it (not chunked), else 0. Small is the
+ * upstream's `bufferBody` (default 64 KiB): such bodies are read before proxying, which is
+ * also what lets a failed attempt be sent again.
+ */
+function smallBodyLength (req: IncomingMessage, max: number): number {
   if (req.headers['transfer-encoding'] !== undefined) return 0
   const cl = req.headers['content-length']
   if (cl === undefined) return 0
   const n = Number(cl)
-  return n > 0 && n <= SMALL_BODY ? n : 0
+  return n > 0 && n <= max ? n : 0
 }
 
 /**
@@ -216,7 +217,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       }
       // A small body of known length is read whole and sent from memory: streaming it
       // through the guarded path cost a 1 KiB POST about twice a GET's CPU.
-      const small = ctx.bodyBuffer === undefined ? smallBodyLength(req) : 0
+      const small = ctx.bodyBuffer === undefined ? smallBodyLength(req, route.proxy.bufferBody) : 0
       if (small > 0) {
         const p = route.proxy
         ctx.readBody(small).then((b) => { if (b !== undefined && !ctx.replied) proxy(ctx, p, pipeline, complete) }, failed)

@@ -238,7 +238,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
     workers: 1,
     logLevel: 'silent',
     limits: {} as never,
-    timeouts: { connect: 5000, headers: 30000, body: 30000 },
+    timeouts: { connect: 5000, headers: 30000, body: 30000, total: 0 },
     clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 },
     counters: { entries: 2097152 },
     admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false },

@@ -306,6 +306,9 @@ export interface GenerationMessage {
   prepared: Record<string, unknown>
   /** IP table region (0 = A, 1 = B) holding this generation's sets. */
   ipRegion: number
+  /** Route name -> its upstream's shared state (health, ejections, counts); made by the
+   *  acceptor's UpstreamRegistry. Absent in a dry run: each route gets a private one. */
+  upstreams?: Record<string, import('./upstream/state.js').SharedUpstream>
 }
 
 export type AcceptorToWorker =

@@ -47,7 +47,7 @@ t.test('defaults and normalization', async (t) => {
   t.same(cfg.listen, { host: '127.0.0.1', port: 8080 })
   t.ok(cfg.workers >= 1, 'workers default to available parallelism')
   t.same(cfg.limits, { maxHeaderSize: 16384, maxHeadersCount: 100, headersTimeout: 10000, requestTimeout: 30000, keepAliveTimeout: 5000, drainTimeout: 30000, maxRequestsPerSocket: 0 })
-  t.same(cfg.routes[0]?.timeouts, { connect: 5000, headers: 2000, body: 60000 }, 'route timeouts: own, else global, else default; in ms')
+  t.same(cfg.routes[0]?.timeouts, { connect: 5000, headers: 2000, body: 60000, total: 0 }, 'route timeouts: own, else global, else default; in ms')
   t.same(cfg.routes[0]?.match, { path: '/', exact: false })
   t.equal(cfg.routes[0]?.preserveHost, false)
   t.same(cfg.plugins, [])

@@ -12,7 +12,7 @@ import { runResponseHooks } from '../pipeline.js'
 import { handOver } from '../upgrade-response.js'
 import { hasToken } from '../headers.js'
 import { acceptFor } from '../websocket-handshake.js'
-import { clientHeaders, queryPart, stripPath, upstreamHeaders } from './proxy.js'
+import { clientHeaders, queryPart, upstreamHeaders, upstreamPath } from './proxy.js'
 import type { ProxyRoute, Target } from './proxy.js'
 
 /** The raw client connection of an upgrade request, and the bytes read after its head. */
@@ -58,7 +58,15 @@ export class Tunnels {
  * Sec-WebSocket-Accept that matches the client's key, or the client gets a 502.
  */
 export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline, client: UpgradeSocket, limits: WebSocketConfig, tunnels: Tunnels, done: () => void): void {
-  const target = route.balancer.pick()
+  // A tunnel is one long exchange: it takes a usable target (health, ejection) but is not
+  // retried nor counted against the breaker.
+  const pick = route.balancer.pick(ctx, undefined)
+  if (pick.index === -1) {
+    ctx.gatewayReply(503, codes.GW_UPSTREAM_NO_HEALTHY.code, codes.GW_UPSTREAM_NO_HEALTHY.template, { 'retry-after': '1' })
+    return
+  }
+  if (pick.trial) route.state.releaseTrial(pick.index)
+  const target = route.targets[pick.index] as Target
   const res = ctx.res
   const started = performance.now()
   ctx.outcome.upstream = target.origin
@@ -69,7 +77,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   }
   headers.push('connection', 'Upgrade', 'upgrade', 'websocket')
   const key = ctx.headers['sec-websocket-key'] as string
-  const path = target.basePath + stripPath(ctx.path, route.stripSegments) + queryPart(ctx.upstreamQuery)
+  const path = target.basePath + upstreamPath(ctx, route) + queryPart(ctx.upstreamQuery)
 
   let settled = false
   const upstream = send(target, path, headers)

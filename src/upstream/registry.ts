@@ -1,0 +1,133 @@
+import type { Logger } from 'pino'
+import { Pool } from 'undici'
+import type { GatewayConfig } from '../config-schema.js'
+import { upstreamKey, upstreamSpec } from './spec.js'
+import type { HealthCheckSpec } from './spec.js'
+import { createSharedUpstream, H_FIELDS, T_FIELDS, T_HEALTHY } from './state.js'
+import type { SharedUpstream } from './state.js'
+
+/**
+ * The acceptor's side of upstream state: one shared buffer per distinct upstream (state.ts),
+ * and the active health checks, run here once per gateway rather than once per worker. A
+ * policy update calls sync(): upstreams whose key (targets + health check) is unchanged keep
+ * their buffer and their prober; new ones get fresh state (every target healthy until
+ * probed); those no route uses any more stop being probed.
+ */
+export class UpstreamRegistry {
+  readonly #log: Logger
+  readonly #entries = new Map<string, { shared: SharedUpstream, prober: Prober | undefined }>()
+
+  constructor (log: Logger) {
+    this.#log = log
+  }
+
+  /**
+   * Route name -> its upstream's shared state, for a generation message. Only adds: what the
+   * running generation uses stays until retain() is called once the update is applied.
+   */
+  sync (config: GatewayConfig): Record<string, SharedUpstream> {
+    const out: Record<string, SharedUpstream> = {}
+    for (const route of config.routes) {
+      const spec = upstreamSpec(route.upstream)
+      const key = upstreamKey(spec)
+      let e = this.#entries.get(key)
+      if (e === undefined) {
+        const shared = createSharedUpstream(spec.targets.length)
+        const hc = spec.healthCheck
+        const prober = hc === undefined ? undefined : new Prober(spec.targets.map((t) => t.url), hc, shared, this.#log.child({ upstream: route.name }))
+        e = { shared, prober }
+        this.#entries.set(key, e)
+      }
+      out[route.name] = e.shared
+    }
+    return out
+  }
+
+  /** Stop probing upstreams `config` does not use (after an update was applied, or refused). */
+  retain (config: GatewayConfig): void {
+    const used = new Set(config.routes.map((r) => upstreamKey(upstreamSpec(r.upstream))))
+    for (const [key, e] of this.#entries) {
+      if (used.has(key)) continue
+      void e.prober?.stop()
+      this.#entries.delete(key)
+    }
+  }
+
+  async close (): Promise<void> {
+    await Promise.all([...this.#entries.values()].map(async (e) => await e.prober?.stop()))
+    this.#entries.clear()
+  }
+}
+
+/**
+ * Active HTTP probes of every target of one upstream: GET `path` every `interval`; an answer
+ * with a healthy status within `timeout` is a pass. `unhealthyThreshold` failures in a row
+ * take a target out, `healthyThreshold` passes in a row bring it back (Envoy's health
+ * checker). Probes of a target never overlap: the next is scheduled when one ends.
+ */
+class Prober {
+  readonly #urls: readonly string[]
+  readonly #hc: HealthCheckSpec
+  readonly #a: Int32Array
+  readonly #log: Logger
+  readonly #pools: Pool[]
+  readonly #timers: Array<NodeJS.Timeout | undefined>
+  readonly #runs: number[]
+  #stopped = false
+
+  constructor (urls: readonly string[], hc: HealthCheckSpec, shared: SharedUpstream, log: Logger) {
+    this.#urls = urls
+    this.#hc = hc
+    this.#a = new Int32Array(shared.sab)
+    this.#log = log
+    this.#pools = urls.map((u) => new Pool(new URL(u).origin, { connections: 1, connect: { timeout: hc.timeout }, headersTimeout: hc.timeout, bodyTimeout: hc.timeout, keepAliveTimeout: Math.min(4000, hc.interval) }))
+    this.#runs = urls.map(() => 0)
+    this.#timers = urls.map((_, i) => this.#schedule(i, 0))
+  }
+
+  #schedule (i: number, ms: number): NodeJS.Timeout {
+    const t = setTimeout(() => { void this.#probe(i) }, ms)
+    t.unref()
+    return t
+  }
+
+  #healthyStatus (status: number): boolean {
+    const s = this.#hc.statuses
+    return s.length === 0 ? status >= 200 && status < 300 : s.includes(status)
+  }
+
+  async #probe (i: number): Promise<void> {
+    if (this.#stopped) return
+    const url = new URL(this.#urls[i] as string)
+    const base = url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '')
+    let pass = false
+    try {
+      const res = await (this.#pools[i] as Pool).request({ path: base + this.#hc.path, method: 'GET', headers: { host: url.host, 'user-agent': 'tollgate-health-check' }, signal: AbortSignal.timeout(this.#hc.timeout) })
+      await res.body.dump({ limit: 65536 }).catch(() => {})
+      pass = this.#healthyStatus(res.statusCode)
+    } catch {
+      pass = false
+    }
+    if (this.#stopped) return
+    // Consecutive passes count up, failures down; crossing a threshold flips the verdict.
+    const run = this.#runs[i] as number
+    const next = pass ? (run > 0 ? run + 1 : 1) : (run < 0 ? run - 1 : -1)
+    this.#runs[i] = next
+    const at = H_FIELDS + i * T_FIELDS + T_HEALTHY
+    const healthy = Atomics.load(this.#a, at) === 1
+    if (healthy && next <= -this.#hc.unhealthyThreshold) {
+      Atomics.store(this.#a, at, 0)
+      this.#log.warn({ target: this.#urls[i] }, 'upstream target failed its health check: taken out')
+    } else if (!healthy && next >= this.#hc.healthyThreshold) {
+      Atomics.store(this.#a, at, 1)
+      this.#log.info({ target: this.#urls[i] }, 'upstream target passed its health check: back in')
+    }
+    this.#timers[i] = this.#schedule(i, this.#hc.interval)
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    for (const t of this.#timers) if (t !== undefined) clearTimeout(t)
+    await Promise.all(this.#pools.map(async (p) => await p.destroy().catch(() => {})))
+  }
+}
