@@ -1,5 +1,7 @@
 import { adminSchema } from './admin/schema.js'
 import type { AdminConfig } from './admin/schema.js'
+import { securityLogSchema, tracingSchema } from './observability-schema.js'
+import type { SecurityLogConfig, TracingConfig } from './observability-schema.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -263,6 +265,8 @@ export const gatewaySchema = {
     timeouts,
     clientIp,
     admin: adminSchema,
+    tracing: tracingSchema,
+    securityLog: securityLogSchema,
     counters: {
       type: 'object',
       additionalProperties: false,
@@ -347,6 +351,8 @@ export interface GatewayConfig {
   clientIp: ClientIpConfig
   counters: { entries: number }
   admin: AdminConfig
+  tracing: TracingConfig
+  securityLog: SecurityLogConfig
   consumers: ConsumerConfig[]
   identity: { headers: { id: string, groups: string, scope: string, anonymous: string } }
   plugins: PluginRef[]

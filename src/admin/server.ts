@@ -39,6 +39,8 @@ export interface AdminServerOptions {
   audit?: AuditSource
   /** Serves POST /config/reload (re-read the gateway's own config file); without it, 404. */
   reloadFromFile?: (actor: Actor) => Promise<UpdateResult>
+  /** Serves GET /metrics (Prometheus text); without it that path answers 404. */
+  metrics?: { contentType: string, text: () => Promise<string> }
 }
 
 export interface AdminServer {
@@ -436,6 +438,22 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
       methods: { GET: async (ctx) => sendJson(ctx, 200, control.status()) }
     },
     {
+      path: ['metrics'],
+      methods: {
+        GET: async (ctx) => {
+          if (opts.metrics === undefined) throw new Problem(404, C_NOT_FOUND, 'this gateway keeps no metrics')
+          const text = await opts.metrics.text()
+          const { res } = ctx
+          res.setHeader('content-type', opts.metrics.contentType)
+          res.setHeader('content-length', Buffer.byteLength(text))
+          res.setHeader('cache-control', 'no-store')
+          res.setHeader('x-content-type-options', 'nosniff')
+          res.statusCode = 200
+          res.end(ctx.req.method === 'HEAD' ? undefined : text)
+        }
+      }
+    },
+    {
       path: ['audit'],
       methods: {
         GET: async (ctx) => {
@@ -483,7 +501,10 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
     if (closing) res.setHeader('connection', 'close')
     let path = ''
     try {
-      if (open) {
+      if (cfg.metricsWithoutToken === true && (method === 'GET' || method === 'HEAD') && (req.url === '/metrics' || req.url?.startsWith('/metrics?') === true)) {
+        // Opened on purpose (admin.metricsWithoutToken): counts only, no config, no secrets.
+        ctx.actor = 'metrics'
+      } else if (open) {
         const refusal = browserRefusal(req)
         if (refusal !== undefined) throw new Problem(403, codes.GW_ERR_ADMIN_AUTH.code, refusal)
       } else {
