@@ -19,6 +19,8 @@ import type { TraceContext } from './tracing/traceparent.js'
 export function isDenial (status: number, repliedBy: string | undefined, code: string | undefined): boolean {
   if (status < 400) return false
   if (status < 500) return repliedBy !== undefined || code !== undefined
+  // Hardening refusals that HTTP puts in 5xx: what the client sent, not a gateway failure.
+  if (code === codes.GW_NOT_IMPLEMENTED.code || code === codes.GW_VERSION_NOT_SUPPORTED.code) return true
   return repliedBy !== undefined && repliedBy !== 'gateway' && code !== codes.GW_PLUGIN_FAILURE.code
 }
 
