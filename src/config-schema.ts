@@ -1,7 +1,7 @@
 import { adminSchema } from './admin/schema.js'
 import type { AdminConfig } from './admin/schema.js'
-import { securityLogSchema, tracingSchema } from './observability-schema.js'
-import type { SecurityLogConfig, TracingConfig } from './observability-schema.js'
+import { metricsSchema, securityLogSchema, tracingSchema } from './observability-schema.js'
+import type { MetricsConfig, SecurityLogConfig, TracingConfig } from './observability-schema.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -265,6 +265,7 @@ export const gatewaySchema = {
     timeouts,
     clientIp,
     admin: adminSchema,
+    metrics: metricsSchema,
     tracing: tracingSchema,
     securityLog: securityLogSchema,
     counters: {
@@ -351,6 +352,7 @@ export interface GatewayConfig {
   clientIp: ClientIpConfig
   counters: { entries: number }
   admin: AdminConfig
+  metrics: MetricsConfig
   tracing: TracingConfig
   securityLog: SecurityLogConfig
   consumers: ConsumerConfig[]

@@ -1,7 +1,16 @@
 /**
- * Config blocks for what the gateway reports about itself (top-level keys `tracing` and
- * `securityLog`); metrics need no config (GET /metrics on the admin API, see admin.schema).
+ * Config blocks for what the gateway reports about itself (top-level keys `metrics`,
+ * `tracing` and `securityLog`). GET /metrics is on the admin API (admin/schema.ts).
  */
+
+export const metricsSchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    enabled: { type: 'boolean', default: true, description: 'Count requests per route (tollgate_requests_total and the duration histograms); off only to measure their cost' }
+  },
+  default: {}
+} as const
 
 const duration = {
   anyOf: [
@@ -47,5 +56,7 @@ export interface TracingConfig {
   propagate: boolean
   otlp?: { url: string, headers: Record<string, string>, sampleRate: number, batchSize: number, flushInterval: number, maxQueue: number, timeout: number }
 }
+
+export interface MetricsConfig { enabled: boolean }
 
 export interface SecurityLogConfig { destination?: string }

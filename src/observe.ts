@@ -46,8 +46,10 @@ export class Observer {
   readonly trace: (ctx: Context) => TraceContext | undefined
   readonly #security: Logger | undefined
   readonly #exporter: OtlpExporter | undefined
+  readonly #count: boolean
 
   constructor (config: GatewayConfig, configDir: string, log: Logger, live: boolean) {
+    this.#count = config.metrics?.enabled !== false
     const t = config.tracing
     const otlp = live ? t?.otlp : undefined
     this.#exporter = otlp === undefined ? undefined : exporterFor(otlp, log)
@@ -73,7 +75,7 @@ export class Observer {
     const o = ctx.outcome
     const m = threadMetrics()
     const duration = ctx.elapsed()
-    m.request(block, methodIndex(ctx.method), o.status, duration, o.upstreamMs)
+    if (this.#count) m.request(block, methodIndex(ctx.method), o.status, duration, o.upstreamMs)
     if (isDenial(o.status, o.repliedBy, o.code)) {
       const plugin = o.repliedBy ?? 'gateway'
       const code = o.code ?? 'UNSPECIFIED'

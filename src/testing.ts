@@ -243,6 +243,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
     clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 },
     counters: { entries: 2097152 },
     admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false, metricsWithoutToken: false },
+    metrics: { enabled: true },
     tracing: { propagate: true },
     securityLog: {},
     consumers: harnessConsumers(opts.consumers ?? []),
