@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { createClientIpResolver } from './client-ip.js'
 import type { ResolvedClient } from './client-ip.js'
 import { HTTP_DEFAULTS } from './config-schema.js'
-import type { GatewayConfig, RouteConfig } from './config-schema.js'
+import type { GatewayConfig, RouteConfig, WebSocketConfig } from './config-schema.js'
 import { codes, GatewayError } from './errors.js'
 import type { Pipeline } from './pipeline.js'
 import { composePipeline } from './pipeline.js'
@@ -32,6 +32,8 @@ export interface CompiledRoute {
   client: ClientResolver
   /** This route's block in the thread's metrics region (interned once, here). */
   metricsBlock: number
+  /** Set when the route proxies WebSocket upgrades: the tunnel limits (ms). */
+  websocket: WebSocketConfig | undefined
 }
 
 export type ClientResolver = (req: IncomingMessage) => ResolvedClient
@@ -53,6 +55,8 @@ export interface Generation {
   observer: Observer
   /** The metrics block of requests that match no route. */
   noRouteBlock: number
+  /** True when a route proxies WebSocket upgrades: the worker then takes Upgrade requests itself. */
+  websocket: boolean
 }
 
 export interface BuildOptions {
@@ -164,10 +168,10 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, metricsBlock: threadMetrics().routeBlock(route.name) } })
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket, metricsBlock: threadMetrics().routeBlock(route.name) } })
     }
     const observer = new Observer(config, msg.configDir, opts.log, opts.mode === 'worker')
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, observer, noRouteBlock: threadMetrics().noRoute }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined), observer, noRouteBlock: threadMetrics().noRoute }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err
