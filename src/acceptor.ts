@@ -12,6 +12,8 @@ import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHos
 import { loadPlugins } from './plugin-loader.js'
 import { IpTableError, nextIpRegion, switchIpRegion, writeIpTable } from './ip/table-writer.js'
 import { WorkerStats } from './worker-stats.js'
+import { GatewayMetrics } from './metrics/exposition.js'
+import { createMetricsRegion } from './metrics/writer.js'
 import type { IpRegion } from './ip/table-writer.js'
 import { runPrepare } from './prepare.js'
 import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } from './shared-memory.js'
@@ -110,6 +112,8 @@ interface Slot {
   /** Generations this worker may still run requests under (current + not yet retired). */
   live: Set<number>
   stats: WorkerStats
+  /** This slot's metrics region: kept across thread replacements (counters never go back). */
+  metrics: SharedArrayBuffer
 }
 
 /** A generation the acceptor has published, and the IP region it pins. */
@@ -152,6 +156,8 @@ export class Acceptor {
   /** Upstream health and ejection state shared with workers; active probes run here. */
   readonly #upstreams: UpstreamRegistry
   readonly startedAt = Date.now()
+  /** /metrics: set once the slots exist (start()). */
+  metrics: GatewayMetrics | undefined
 
   constructor (prepared: PreparedConfig, shared: SharedState, log: Logger) {
     this.#prepared = prepared
@@ -202,10 +208,11 @@ export class Acceptor {
     this.#pool.on('error', (err: Error) => this.#log.error({ err }, 'worker pool error'))
     const ready: Array<Promise<void>> = []
     for (let i = 0; i < n; i++) {
-      const slot: Slot = { index: i, fd: -1, port: undefined, ready: false, task: undefined, failedStarts: 0, threadId: undefined, live: new Set(), stats: new WorkerStats(this.memory, i) }
+      const slot: Slot = { index: i, fd: -1, port: undefined, ready: false, task: undefined, failedStarts: 0, threadId: undefined, live: new Set(), stats: new WorkerStats(this.memory, i), metrics: createMetricsRegion() }
       this.#slots.push(slot)
-      ready.push(this.#startSlot(slot))
     }
+    this.metrics = new GatewayMetrics({ regions: this.#slots.map((s) => s.metrics), generation: () => this.#generation })
+    for (const slot of this.#slots) ready.push(this.#startSlot(slot))
     try {
       await Promise.all(ready)
       this.#started = true
@@ -227,7 +234,7 @@ export class Acceptor {
       ? Promise.resolve()
       : new Promise<void>((resolve, reject) => this.#readyWaiters.set(slot.index, { resolve, reject }))
     port1.on('message', (m: WorkerToAcceptor) => this.#onWorkerMessage(slot, m))
-    const task: ServeTask = { slot: slot.index, fd: slot.fd, memory: this.memory, port: port2, generation: this.#message(), logLevel: this.#prepared.config.logLevel }
+    const task: ServeTask = { slot: slot.index, fd: slot.fd, memory: this.memory, metrics: slot.metrics, port: port2, generation: this.#message(), logLevel: this.#prepared.config.logLevel }
     slot.task = pool.run(task, { transferList: [port2] }).then(
       () => { port1.close() },
       (err: unknown) => this.#onSlotDied(slot, err)
@@ -403,6 +410,7 @@ export class Acceptor {
       return
     }
     this.#log.error({ err: e, slot: slot.index }, 'worker thread died; replacing it')
+    this.metrics?.workerRestarted()
     // piscina has already started a fresh thread (minThreads); give it a socket and a task.
     this.#startSlot(slot).catch((e2: Error) => this.#log.error({ err: e2, slot: slot.index }, 'replacement worker failed'))
   }

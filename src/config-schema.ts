@@ -2,6 +2,8 @@ import { adminSchema } from './admin/schema.js'
 import type { AdminConfig } from './admin/schema.js'
 import { rewriteSchema, upstreamSchema } from './upstream/schema.js'
 import type { UpstreamConfig } from './upstream/spec.js'
+import { metricsSchema, securityLogSchema, tracingSchema } from './observability-schema.js'
+import type { MetricsConfig, SecurityLogConfig, TracingConfig } from './observability-schema.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -251,6 +253,9 @@ export const gatewaySchema = {
     timeouts,
     clientIp,
     admin: adminSchema,
+    metrics: metricsSchema,
+    tracing: tracingSchema,
+    securityLog: securityLogSchema,
     counters: {
       type: 'object',
       additionalProperties: false,
@@ -348,6 +353,9 @@ export interface GatewayConfig {
   clientIp: ClientIpConfig
   counters: { entries: number }
   admin: AdminConfig
+  metrics: MetricsConfig
+  tracing: TracingConfig
+  securityLog: SecurityLogConfig
   consumers: ConsumerConfig[]
   identity: { headers: { id: string, groups: string, scope: string, anonymous: string } }
   plugins: PluginRef[]

@@ -163,6 +163,8 @@ function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   for (const k of ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'drainTimeout']) limits[k] = toMs(limits[k] as number | string)
   if (limits.bodyIdleTimeout !== undefined) limits.bodyIdleTimeout = toMs(limits.bodyIdleTimeout)
   cfg.timeouts = normalizeTimeouts(cfg.timeouts as unknown as Record<string, number | string>)
+  const otlp = cfg.tracing?.otlp as unknown as Record<string, number | string> | undefined
+  if (otlp !== undefined) for (const k of ['flushInterval', 'timeout']) otlp[k] = toMs(otlp[k] as number | string)
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
   cfg.routes = cfg.routes.map((r): RouteConfig => {
     const { websocket, ...rest } = r as RouteConfig & { websocket?: unknown }

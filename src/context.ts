@@ -4,6 +4,7 @@ import { codes } from './errors.js'
 import { closeAfter } from './http-server.js'
 import { sendReply } from './problem.js'
 import type { ResolvedClient } from './client-ip.js'
+import type { TraceContext } from './tracing/traceparent.js'
 import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
 
 /** A fresh outcome record: what a request's log hooks read at the end. */
@@ -66,6 +67,11 @@ export class Context implements RequestContext {
   readonly generation: number
   readonly state: Record<string, unknown> = {}
   readonly outcome: RequestOutcome = newOutcome()
+  /** W3C trace of this request (undefined with tracing.propagate off). */
+  trace: TraceContext | undefined
+  /** Plugin hook timings for the exported span, as flat (name, start, end) triples; only
+   *  kept when the span will be exported. */
+  hookTimes: Array<string | number> | undefined
   /** Name of the plugin whose hook is running, for `outcome.repliedBy`. */
   current = 'gateway'
   /** Failures the authn plugins reported, for the auth gate's answer. */
@@ -233,6 +239,9 @@ export class Context implements RequestContext {
   }
 
   elapsed (): number { return performance.now() - this.#start }
+
+  /** When the request arrived (performance.now()). */
+  get startedAt (): number { return this.#start }
 
   reply (status: number, options?: ReplyOptions): void {
     if (this.#replied) return

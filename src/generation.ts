@@ -27,6 +27,8 @@ import type { RequestContext } from './types.js'
 import type { HotPath } from './shared-memory.js'
 import type { PoolRegistry } from './upstream/pools.js'
 import type { ProxyRoute, Target } from './upstream/proxy.js'
+import { threadMetrics } from './metrics/writer.js'
+import { Observer } from './observe.js'
 
 export interface CompiledRoute {
   info: RouteInfo
@@ -34,6 +36,8 @@ export interface CompiledRoute {
   proxy: ProxyRoute | undefined
   /** Who the client is on this route (its own clientIp settings, or the global ones). */
   client: ClientResolver
+  /** This route's block in the thread's metrics region (interned once, here). */
+  metricsBlock: number
   /** Set when the route proxies WebSocket upgrades: the tunnel limits (ms). */
   websocket: WebSocketConfig | undefined
 }
@@ -53,6 +57,10 @@ export interface Generation {
   /** Every plugin instance, to close when the generation is retired. */
   instances: Array<{ name: string, hooks: PluginHooks }>
   pools: Set<import('undici').Pool>
+  /** Trace context, metrics, security events and spans for every request. */
+  observer: Observer
+  /** The metrics block of requests that match no route. */
+  noRouteBlock: number
   /** True when a route proxies WebSocket upgrades: the worker then takes Upgrade requests itself. */
   websocket: boolean
 }
@@ -200,9 +208,10 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket } })
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket, metricsBlock: threadMetrics().routeBlock(route.name) } })
     }
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined) }
+    const observer = new Observer(config, msg.configDir, opts.log, opts.mode === 'worker')
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined), observer, noRouteBlock: threadMetrics().noRoute }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err

@@ -29,7 +29,7 @@ import { codes } from './errors.js'
  * connection is closed. CONNECT is refused (a gateway is not a forward proxy). `Expect:
  * 100-continue` goes to the request handler, which decides when to send the 100.
  */
-export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
+export function createHttpServer (config: GatewayConfig, log?: Logger, onRefused?: (status: number, code: string, client: string | undefined) => void): Server {
   const l = config.limits
   const server = createServer({
     maxHeaderSize: l.maxHeaderSize,
@@ -54,6 +54,8 @@ export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
     const incoming = s.parser?.incoming
     const waiting = watchers.get(s)
     watchers.delete(s)
+    // A request that was watching counts its own refusal when it ends; a reset is no refusal.
+    if (waiting === undefined && err.code !== 'ECONNRESET') onRefused?.(status, code, (socket as unknown as { remoteAddress?: string }).remoteAddress)
     if (waiting !== undefined) for (const fn of waiting) fn(status, code)
     if (s._httpMessage != null && err.code === 'HPE_CLOSED_CONNECTION') {
       // Bytes after a request that said Connection: close: answer it, then close, no more.

@@ -1,6 +1,7 @@
 import { pino } from 'pino'
 import type { DestinationStream, Logger } from 'pino'
 import { flushDestination } from './flush.js'
+import { LOG_MAX_WRITE } from './log-destination.js'
 
 const destinations = new WeakMap<Logger, DestinationStream>()
 
@@ -17,7 +18,7 @@ export const ALWAYS_REDACTED = [
  * `flush` before a thread exits, or the tail is lost.
  */
 export function createLogger (level: string, bindings: Record<string, unknown> = {}): Logger {
-  const dest = pino.destination({ dest: 1, sync: false, minLength: 0 })
+  const dest = pino.destination({ dest: 1, sync: false, minLength: 0, maxWrite: LOG_MAX_WRITE })
   const log = pino({
     level,
     base: { pid: process.pid, ...bindings },

@@ -30,7 +30,7 @@ export function composePipeline (instances: ReadonlyArray<{ name: string, hooks:
   return Object.freeze({ onRequest, onResponse, onLog })
 }
 
-interface Tracked extends RequestContext { current: string }
+interface Tracked extends RequestContext { current: string, hookTimes?: Array<string | number> | undefined }
 
 /**
  * Run the request hooks from `i` on. Each hook is called synchronously; the runner awaits
@@ -39,15 +39,25 @@ interface Tracked extends RequestContext { current: string }
  * rejection propagates to the caller, which answers 500.
  */
 export function runRequestHooks (ctx: Tracked, hooks: Pipeline['onRequest'], i = 0): void | Promise<void> {
+  // Timings for an exported span (observe.ts): one array check per hook when tracing is off.
+  const times = ctx.hookTimes
   for (; i < hooks.length; i++) {
     const h = hooks[i] as Named<RequestHook>
     ctx.current = h.name
+    const t0 = times === undefined ? 0 : performance.now()
     const r = h.fn(ctx)
-    if (ctx.replied) return
+    if (ctx.replied) {
+      times?.push(h.name, t0, performance.now())
+      return
+    }
     if (r !== undefined && typeof (r as Promise<void>).then === 'function') {
       const next = i + 1
-      return (r as Promise<void>).then(() => (ctx.replied ? undefined : runRequestHooks(ctx, hooks, next)))
+      return (r as Promise<void>).then(() => {
+        times?.push(h.name, t0, performance.now())
+        return ctx.replied ? undefined : runRequestHooks(ctx, hooks, next)
+      })
     }
+    times?.push(h.name, t0, performance.now())
   }
   ctx.current = 'gateway'
 }

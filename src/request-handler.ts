@@ -125,6 +125,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       ctx.outcome.status ||= res.statusCode
       if (!res.writableFinished) ctx.outcome.aborted = true
       runLogHooks(ctx, pipeline.onLog, (name, err) => state.log.error({ err, plugin: name }, 'log hook failed'))
+      live.gen.observer.end(ctx, route?.metricsBlock ?? live.gen.noRouteBlock)
       state.stats.end()
       if (--live.inFlight === 0 && live.onIdle !== undefined) live.onIdle()
     }
@@ -140,6 +141,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     const match = refusal === undefined ? live.gen.router.find(req.method as string, path, hostOf(req.headers.host)) : NO_MATCH
     const route: CompiledRoute | undefined = match.kind === 'found' ? match.value : undefined
     const ctx = new Context(req, res, path, query, (route?.client ?? live.gen.client)(req), live.gen.number, state.log, start, state)
+    ctx.trace = live.gen.observer.trace(ctx)
     res.once('close', complete)
     // Debug switch: lets a test prove which generation answered each request.
     if (live.gen.config.admin.responseGenerationHeader) ctx.setResponseHeader('x-tollgate-generation', live.gen.number)

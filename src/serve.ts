@@ -74,6 +74,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
     } catch (err) {
       log.warn({ actor, err: (err as Error).message, details: (err as { details?: unknown }).details }, 'config file not reloaded; the running config stays')
       audit?.record({ actor, action: 'apply', result: 'refused', reason: (err as Error).message, problems: (err as { details?: string[] }).details })
+      acceptor.metrics?.configUpdate('refused')
       return
     }
     await control.apply(next.value, actor, { source: next.source, reason: actor === 'file' ? 'file changed' : 'SIGHUP' })
@@ -81,7 +82,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
 
   const adminServer = admin === undefined || admin.enabled === false
     ? undefined
-    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, blocks: blockAdmin(shared.memory, shared.hotPath), reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
+    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, metrics: acceptor.metrics, blocks: blockAdmin(shared.memory, shared.hotPath), reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
   const adminAddress = adminServer === undefined ? undefined : await adminServer.listen()
 
   const watcher = opts.file === undefined ? undefined : watchFile(opts.file, () => { void reload('file') })

@@ -121,6 +121,7 @@ class FakeContext implements RequestContext {
   readonly generation = 1
   readonly state: Record<string, unknown> = {}
   readonly outcome: RequestOutcome = newOutcome()
+  readonly trace = undefined
   readonly log: Logger
   replyOptions: ReplyOptions | undefined
   upstream: Record<string, string>
@@ -241,7 +242,10 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
     timeouts: { connect: 5000, headers: 30000, body: 30000, total: 0 },
     clientIp: { trustedProxies: [], header: 'x-forwarded-for', hops: 0 },
     counters: { entries: 2097152 },
-    admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false },
+    admin: { enabled: false, host: '127.0.0.1', port: 0, tokens: [], stateDir: '.tollgate', keepVersions: 50, responseGenerationHeader: false, metricsWithoutToken: false },
+    metrics: { enabled: true },
+    tracing: { propagate: true },
+    securityLog: {},
     consumers: harnessConsumers(opts.consumers ?? []),
     identity: { headers: { id: 'X-Consumer-Id', groups: 'X-Consumer-Groups', scope: 'X-Authenticated-Scope', anonymous: 'X-Anonymous-Consumer' } },
     plugins: [ref],

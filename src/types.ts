@@ -160,6 +160,9 @@ export interface RequestContext {
   setResponseHeader (name: string, value: string | number | readonly string[], mode?: ResponseHeaderMode): void
   /** What happened, filled in as the request runs; complete in the `log` phase. */
   readonly outcome: RequestOutcome
+  /** The request's W3C trace (trace id, the gateway's span id); undefined when
+   *  `tracing.propagate` is off. */
+  readonly trace: import('./tracing/traceparent.js').TraceContext | undefined
   /** A logger bound to this request. */
   readonly log: Logger
 }
@@ -289,6 +292,8 @@ export interface ServeTask {
   fd: number
   /** The acceptor's shared memory (the WASM hot path's tables). */
   memory: WebAssembly.Memory
+  /** This slot's metrics region (src/metrics/layout.ts): written by this thread only. */
+  metrics: SharedArrayBuffer
   /** Control channel to the acceptor. */
   port: import('node:worker_threads').MessagePort
   generation: GenerationMessage

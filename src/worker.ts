@@ -12,6 +12,10 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
+import { MetricsWriter, setThreadMetrics } from './metrics/writer.js'
+import { openDestinations } from './log-destination.js'
+import { flushDestination } from './flush.js'
+import { closeExporters } from './tracing/otlp.js'
 import { responseForUpgrade } from './upgrade-response.js'
 import { Tunnels } from './upstream/websocket.js'
 import type { IncomingMessage } from 'node:http'
@@ -43,12 +47,19 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const send = (m: WorkerToAcceptor): void => port.postMessage(m)
 
   const hotPath = await loadHotPath(task.memory)
+  const metrics = new MetricsWriter(task.metrics)
+  metrics.resetGauges()
+  setThreadMetrics(metrics)
   const stats = new WorkerStats(task.memory, task.slot)
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
   const tunnels = new Tunnels()
   const state: HandlerState = { current: live(first), draining: false, log, stats, tunnels }
-  const server = createHttpServer(first.config, log)
+  const server = createHttpServer(first.config, log, (status, code, client) => state.current.gen.observer.refused(status, code, client))
+  server.on('connection', (socket: import('node:net').Socket) => {
+    metrics.connectionOpened()
+    socket.once('close', () => metrics.connectionClosed())
+  })
   let served = 0
   const handler = createRequestHandler(state)
   server.on('request', (req, res) => { served++; handler(req, res) })
@@ -148,6 +159,9 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
             stats.reset()
             await closeInstances(state.current.gen.instances, log)
             await pools.closeAll()
+            // Spans and security events of the last requests go out before the thread ends.
+            await closeExporters()
+            for (const d of openDestinations()) await flushDestination(d)
             await flushLogger(log)
             port.close()
             resolve({ served })

@@ -114,7 +114,7 @@ const baseConfig = (): Json => ({
 })
 
 const adminCfg = (over: Partial<AdminConfig> = {}): AdminConfig => ({
-  enabled: true, host: '127.0.0.1', port: 0, tokens: [], stateDir: './.tollgate', keepVersions: 50, responseGenerationHeader: false, ...over
+  enabled: true, host: '127.0.0.1', port: 0, tokens: [], stateDir: './.tollgate', keepVersions: 50, responseGenerationHeader: false, metricsWithoutToken: false, ...over
 })
 
 interface Running { url: string, port: number, control: FakeControl, logs: string[] }
@@ -164,7 +164,7 @@ t.test('schema: defaults, token rules, compiles under the strict config ajv', as
   const root: Json = {}
   t.ok(wrapped(root))
   const validate = ajv.compile({ ...adminSchema, default: undefined })
-  t.same(root.admin, { enabled: true, host: '127.0.0.1', port: 9901, tokens: [], stateDir: './.tollgate', keepVersions: 50, responseGenerationHeader: false })
+  t.same(root.admin, { enabled: true, host: '127.0.0.1', port: 9901, tokens: [], stateDir: './.tollgate', keepVersions: 50, responseGenerationHeader: false, metricsWithoutToken: false })
   t.ok(validate({ tokens: [{ name: 'ci', token: 'x'.repeat(16) }], port: 0 }), 'port 0 and a 16-character token are fine')
   t.notOk(validate({ tokens: [{ name: 'ci', token: 'x'.repeat(15) }] }), 'token under 16 characters')
   t.notOk(validate({ tokens: [{ name: 'ci', token: 'has space in it 12345' }] }), 'token a Bearer header cannot carry')

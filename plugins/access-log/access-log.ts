@@ -1,48 +1,84 @@
-import { isAbsolute, resolve } from 'node:path'
 import { pino } from 'pino'
 import type { Logger } from 'pino'
 import { flushDestination } from '../../src/flush.js'
+import { destinationFor } from '../../src/log-destination.js'
+import { formDecode } from '../../src/query.js'
+import type { PluginRef } from '../../src/config-schema.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { AccessLogConfig } from './schema.js'
 
 const ALWAYS_REDACTED = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'apikey']
+const CENSOR = '[redacted]'
 
-// One destination per file per worker thread, shared by every generation: a reload must
-// not reopen the file or lose buffered lines.
-const destinations = new Map<string, ReturnType<typeof pino.destination>>()
-
-function destinationFor (dest: string, configDir: string): ReturnType<typeof pino.destination> {
-  const key = dest === 'stdout' || dest === 'stderr' ? dest : (isAbsolute(dest) ? dest : resolve(configDir, dest))
-  let d = destinations.get(key)
-  if (d === undefined) {
-    const fd = key === 'stdout' ? 1 : key === 'stderr' ? 2 : key
-    d = pino.destination({ dest: fd, sync: false, mkdir: true, minLength: 0 })
-    destinations.set(key, d)
+/** Header and query names the credential plugins of this config read: never logged. */
+function credentialNames (gateway: PluginApi['gateway']): { headers: string[], query: string[] } {
+  const headers: string[] = []
+  const query: string[] = []
+  const refs: PluginRef[] = [...(gateway.plugins ?? []), ...(gateway.routes ?? []).flatMap((r) => r.plugins ?? [])]
+  for (const ref of refs) {
+    const c = ref.config as { headers?: unknown, query?: unknown, token?: { cookie?: unknown, query?: unknown } }
+    if (ref.name === 'key-auth') {
+      if (Array.isArray(c.headers)) for (const h of c.headers) if (typeof h === 'string') headers.push(h.toLowerCase())
+      if (typeof c.query === 'string') query.push(c.query)
+    }
+    if (typeof c.query === 'string' && ref.name === 'jwt-auth') query.push(c.query)
+    if (typeof c.token?.query === 'string') query.push(c.token.query)
   }
-  return d
+  // key-auth's default headers, whether or not the entry spelled them out.
+  query.push('access_token', 'apikey', 'api_key', 'token')
+  return { headers, query }
 }
 
 export function createAccessLog (config: AccessLogConfig, api: PluginApi): PluginHooks {
   const include = config.headers.map((h) => h.toLowerCase())
-  const redacted = new Set([...ALWAYS_REDACTED, ...config.redact.map((h) => h.toLowerCase())])
+  const creds = credentialNames(api.gateway)
+  const redactedHeaders = new Set([...ALWAYS_REDACTED, ...creds.headers, ...config.redact.map((h) => h.toLowerCase())])
+  const redactedQuery = new Set([...creds.query, ...config.redactQuery])
   const dest = destinationFor(config.destination, api.configDir)
-  const log: Logger = pino({ base: null, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest)
+  // Header and query values are censored while the line is built, by name, from the sets
+  // above: the same result as pino's redact paths for them, without its cost on every line
+  // (measured here: a redacted line took 1.3x the time of a plain one). pino's `redact`
+  // (fast-redact, compiled once here) handles the configured extra fields.
+  const log: Logger = pino({
+    base: null,
+    timestamp: pino.stdTimeFunctions.isoTime,
+    messageKey: 'msg',
+    ...(config.redactFields.length > 0 ? { redact: { paths: config.redactFields, censor: CENSOR } } : {})
+  }, dest)
+  const rate = config.sampleRate
+  const logQuery = config.query
 
   return {
     onLog (ctx: RequestContext) {
       const o = ctx.outcome
+      // Sampling drops only ordinary successes: every denial, error and abort is kept.
+      if (rate < 1 && o.status < 400 && !o.aborted && Math.random() >= rate) return
       let headers: Record<string, string> | undefined
       if (include.length > 0) {
         headers = {}
         for (const h of include) {
           const v = ctx.headers[h]
-          if (v !== undefined) headers[h] = redacted.has(h) ? '[redacted]' : Array.isArray(v) ? v.join(', ') : v
+          if (v !== undefined) headers[h] = redactedHeaders.has(h) ? CENSOR : Array.isArray(v) ? v.join(', ') : v
+        }
+      }
+      let query: Record<string, string | string[]> | undefined
+      if (logQuery && ctx.query !== '') {
+        query = {}
+        for (const part of ctx.query.split('&')) {
+          const eq = part.indexOf('=')
+          // Keyed by the decoded name, as key-auth and jwt-auth find their parameter, so an
+          // encoded name (api%6Bey) is redacted too; an undecodable one is logged as sent.
+          const name = formDecode(eq === -1 ? part : part.slice(0, eq)) ?? part
+          const value = redactedQuery.has(name) ? CENSOR : eq === -1 ? '' : (formDecode(part.slice(eq + 1)) ?? part.slice(eq + 1))
+          const had = query[name]
+          query[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value]
         }
       }
       log.info({
         id: ctx.id,
         method: ctx.method,
         path: ctx.path,
+        query,
         status: o.status,
         durationMs: Math.round(ctx.elapsed() * 1000) / 1000,
         client: ctx.client.ip,
@@ -55,6 +91,8 @@ export function createAccessLog (config: AccessLogConfig, api: PluginApi): Plugi
         generation: ctx.generation,
         repliedBy: o.repliedBy,
         code: o.code,
+        traceId: ctx.trace?.traceId,
+        spanId: ctx.trace?.spanId,
         aborted: o.aborted || undefined,
         headers
       }, 'access')

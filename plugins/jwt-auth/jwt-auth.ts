@@ -1,4 +1,6 @@
 import { createHash, createPublicKey, webcrypto } from 'node:crypto'
+import { FIXED } from '../../src/metrics/layout.js'
+import { threadMetrics } from '../../src/metrics/writer.js'
 import type { JsonWebKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, resolve } from 'node:path'
@@ -72,9 +74,11 @@ function acquireJwks (o: JwksOptions, log: Logger): { shared: SharedJwks, create
       const json = JSON.parse(text) as { keys?: unknown }
       if (json === null || typeof json !== 'object' || !Array.isArray(json.keys)) throw new Error('not a JSON Web Key Set')
       state.fetchedAt = Date.now()
+      threadMetrics().add(FIXED.jwksFetches)
       return new Response(text, { status: 200, headers: { 'content-type': 'application/json' } })
     } catch (err) {
       failedAt = Date.now()
+      threadMetrics().add(FIXED.jwksFetches + 1)
       log.warn({ jwks: href, reason: (err as Error).message }, 'JWKS fetch failed: cached keys stay in use until cacheMaxAge; next try after cooldownDuration')
       throw err
     }

@@ -1,4 +1,6 @@
 import { hash } from 'node:crypto'
+import { FIXED } from '../../src/metrics/layout.js'
+import { threadMetrics } from '../../src/metrics/writer.js'
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { Pool } from 'undici'
@@ -279,7 +281,14 @@ export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, ap
   }
 
   /** One call to the endpoint. Never rejects: a failure is a result, and never cached. */
+  /** One call, counted by result (tollgate_introspection_requests_total). */
   async function call (token: string, digest: string): Promise<CallResult> {
+    const r = await callOnce(token, digest)
+    threadMetrics().add(FIXED.introspection + ('error' in r ? 2 : r.entry.response.active === true ? 0 : 1))
+    return r
+  }
+
+  async function callOnce (token: string, digest: string): Promise<CallResult> {
     let text: string | undefined
     try {
       const res = await pool.request({
@@ -369,6 +378,7 @@ export function createOAuth2Introspection (config: OAuth2IntrospectionConfig, ap
       const digest = hash('sha256', token, 'base64')
       const now = Date.now()
       const hit = results.get(digest, now)
+      threadMetrics().add(FIXED.introspectionCache + (hit !== undefined ? 0 : 1))
       if (hit !== undefined) {
         apply(ctx, hit, now)
         return

@@ -4,7 +4,7 @@
  */
 
 /** Actors the gateway uses itself; a token named like one would make the audit log lie. */
-export const RESERVED_ACTORS = ['local', 'file', 'signal', 'startup', 'cli'] as const
+export const RESERVED_ACTORS = ['local', 'file', 'signal', 'startup', 'cli', 'metrics'] as const
 
 const token = {
   type: 'object',
@@ -40,7 +40,8 @@ export const adminSchema = {
     tokens: { type: 'array', items: token, default: [], description: 'Bearer tokens; none: loopback only, every caller is the actor `local`' },
     stateDir: { type: 'string', minLength: 1, default: './.tollgate', description: 'Kept config versions and the audit log (relative to the config file)' },
     keepVersions: { type: 'integer', minimum: 1, maximum: 10000, default: 50, description: 'Config versions kept for rollback' },
-    responseGenerationHeader: { type: 'boolean', default: false, description: 'Debug: send `x-tollgate-generation` on every response' }
+    responseGenerationHeader: { type: 'boolean', default: false, description: 'Debug: send `x-tollgate-generation` on every response' },
+    metricsWithoutToken: { type: 'boolean', default: false, description: 'Serve GET /metrics without the bearer token (for a scraper that cannot send one); the rest of the API still needs it' }
   },
   default: {}
 } as const
@@ -56,4 +57,5 @@ export interface AdminConfig {
   stateDir: string
   keepVersions: number
   responseGenerationHeader: boolean
+  metricsWithoutToken: boolean
 }

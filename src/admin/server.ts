@@ -41,6 +41,8 @@ export interface AdminServerOptions {
   audit?: AuditSource
   /** Serves POST /config/reload (re-read the gateway's own config file); without it, 404. */
   reloadFromFile?: (actor: Actor) => Promise<UpdateResult>
+  /** Serves GET /metrics (Prometheus text); without it that path answers 404. */
+  metrics?: { contentType: string, text: () => Promise<string> }
   /** Serves GET /blocks and DELETE /blocks/:ip (threat-guard's shared deny list); without it, 404. */
   blocks?: BlockAdmin
 }
@@ -493,6 +495,22 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
       methods: { GET: async (ctx) => sendJson(ctx, 200, control.status()) }
     },
     {
+      path: ['metrics'],
+      methods: {
+        GET: async (ctx) => {
+          if (opts.metrics === undefined) throw new Problem(404, C_NOT_FOUND, 'this gateway keeps no metrics')
+          const text = await opts.metrics.text()
+          const { res } = ctx
+          res.setHeader('content-type', opts.metrics.contentType)
+          res.setHeader('content-length', Buffer.byteLength(text))
+          res.setHeader('cache-control', 'no-store')
+          res.setHeader('x-content-type-options', 'nosniff')
+          res.statusCode = 200
+          res.end(ctx.req.method === 'HEAD' ? undefined : text)
+        }
+      }
+    },
+    {
       path: ['audit'],
       methods: {
         GET: async (ctx) => {
@@ -551,7 +569,10 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
         sendDashboard(ctx)
         return
       }
-      if (open) {
+      if (cfg.metricsWithoutToken === true && (method === 'GET' || method === 'HEAD') && (req.url === '/metrics' || req.url?.startsWith('/metrics?') === true)) {
+        // Opened on purpose (admin.metricsWithoutToken): counts only, no config, no secrets.
+        ctx.actor = 'metrics'
+      } else if (open) {
         const refusal = browserRefusal(req)
         if (refusal !== undefined) throw new Problem(403, codes.GW_ERR_ADMIN_AUTH.code, refusal)
       } else {

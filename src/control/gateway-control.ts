@@ -71,6 +71,7 @@ export class Control implements GatewayControl {
     if (opts.ifMatch !== undefined && before !== undefined && opts.ifMatch !== before.version) {
       const err = codes.GW_ERR_CONFIG_CONFLICT(opts.ifMatch, before.version)
       this.#audit?.record({ actor, action, result: 'refused', versionBefore: before.version, summary, reason: err.message })
+      this.#acceptor.metrics?.configUpdate('refused')
       return refused(err)
     }
     let generation: number
@@ -95,11 +96,15 @@ export class Control implements GatewayControl {
       if (!r.ok) {
         this.#log.warn({ actor, code: r.code, problems: r.problems }, 'policy update refused; the running config stays')
         this.#audit?.record({ actor, action, result: r.status === 400 || r.status === 409 ? 'refused' : 'failed', versionBefore: before?.version, summary, reason: r.message, problems: r.problems })
+        // Refused: found bad before anything changed. Rolled back: it got as far as the
+        // workers (some built it), and was dropped everywhere; the running config stays.
+        this.#acceptor.metrics?.configUpdate(r.status === 400 || r.status === 409 ? 'refused' : 'rolled_back')
       }
       return r
     }
     const v = await (staged as StagedVersion).commit()
     this.#audit?.record({ actor, action, result: 'applied', versionBefore: before?.version, versionAfter: v.version, generation, summary })
+    this.#acceptor.metrics?.configUpdate('applied')
     const ms = performance.now() - started
     timings.storeMs = Math.round(ms) - timings.prepareMs - timings.publishMs
     this.#log.info({ actor, version: v.version, generation, ms: Math.round(ms), ...timings }, 'policy update applied')

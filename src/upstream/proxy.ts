@@ -11,6 +11,9 @@ import type { Balancer } from './balancer.js'
 import { rewritePath } from './rewrite.js'
 import type { RetrySpec } from './spec.js'
 import type { UpstreamState } from './state.js'
+import { traceparentOf } from '../tracing/traceparent.js'
+import { upstreamErrorKind } from './error-kind.js'
+import { threadMetrics } from '../metrics/writer.js'
 import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
 
 /** One upstream target as a route uses it. */
@@ -89,10 +92,13 @@ function baseHeaders (ctx: Context, route: ProxyRoute): string[] | undefined {
   const set = ctx.upstreamSet
   const removed = ctx.upstreamRemove
   let authorization = 0
+  const trace = ctx.trace
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || GATEWAY_SET.has(lower) || NOT_FORWARDED.has(lower) || route.strip.has(lower)) continue
+    // The trace headers are the gateway's to send (below): continued, started or replaced.
+    if (trace !== undefined && (lower === 'traceparent' || lower === 'tracestate')) continue
     if (nominated?.has(lower) === true) continue
     if (removed?.has(lower) === true || set?.has(lower) === true) continue
     if (lower === 'authorization' && ++authorization > 1) return undefined
@@ -109,6 +115,10 @@ function baseHeaders (ctx: Context, route: ProxyRoute): string[] | undefined {
   out.push('x-forwarded-port', String(ctx.req.socket.localPort ?? ''))
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
+  if (trace !== undefined) {
+    out.push('traceparent', traceparentOf(trace))
+    if (trace.tracestate !== undefined) out.push('tracestate', trace.tracestate)
+  }
   if (set !== undefined) for (const [k, v] of set) out.push(k, v)
   return out
 }
@@ -638,6 +648,8 @@ function failed (ctx: Context, err: Error, why: Failure, cut: Cut, refusal?: { s
   }
   const code = (err as NodeJS.ErrnoException).code ?? ''
   ctx.log.warn({ err: { message: err.message, code }, upstream: ctx.outcome.upstream }, 'upstream request failed')
+  // A body the client broke is the client's failure, not the upstream's.
+  if (code !== 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' && code !== 'ECONNABORTED' && ctx.req.errored === null) threadMetrics().upstreamError(upstreamErrorKind(err))
   if (res.headersSent) {
     // The status line is gone: the only honest signal left is to cut the connection.
     ctx.outcome.code = why === 'timeout' ? codes.GW_UPSTREAM_TIMEOUT.code : codes.GW_UPSTREAM_UNAVAILABLE.code

@@ -98,7 +98,8 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  const listening = await waitFor((l) => l.msg === 'listening')
+  // Generous: on a loaded 2-core machine a 2-worker start has been seen to take over 11 s.
+  const listening = await waitFor((l) => l.msg === 'listening', 45_000)
   const port = listening.port as number
   return {
     port,

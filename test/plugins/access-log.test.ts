@@ -60,9 +60,9 @@ t.test('config: inline config in, success or a specific code out', async (t) => 
   const spy = definePlugin({ ...def, create: (c, api) => { seen.push(structuredClone(c)); return def.create(c, api) } })
 
   const ok: Array<{ config: Record<string, unknown>, resolved: Record<string, unknown> }> = [
-    { config: {}, resolved: { destination: 'stdout', headers: [], redact: [] } },
-    { config: { destination: 'stderr' }, resolved: { destination: 'stderr', headers: [], redact: [] } },
-    { config: { destination: join(dir, 'a.log'), headers: ['User-Agent'], redact: ['X-Session'] }, resolved: { destination: join(dir, 'a.log'), headers: ['User-Agent'], redact: ['X-Session'] } }
+    { config: {}, resolved: { destination: 'stdout', headers: [], redact: [], query: false, redactQuery: [], redactFields: [], sampleRate: 1 } },
+    { config: { destination: 'stderr' }, resolved: { destination: 'stderr', headers: [], redact: [], query: false, redactQuery: [], redactFields: [], sampleRate: 1 } },
+    { config: { destination: join(dir, 'a.log'), headers: ['User-Agent'], redact: ['X-Session'] }, resolved: { destination: join(dir, 'a.log'), headers: ['User-Agent'], redact: ['X-Session'], query: false, redactQuery: [], redactFields: [], sampleRate: 1 } }
   ]
   for (const c of ok) {
     seen.length = 0

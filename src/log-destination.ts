@@ -1,0 +1,49 @@
+import { isAbsolute, resolve } from 'node:path'
+import { pino } from 'pino'
+import type { DestinationStream } from 'pino'
+
+/**
+ * Bytes per write(2): PIPE_BUF on Linux. SonicBoom keeps its buffer as chunks of whole lines
+ * no longer than `maxWrite` and writes one chunk per call, so with this bound every write
+ * is whole lines and at most PIPE_BUF bytes: atomic on a pipe (stdout to a log collector)
+ * and on a file opened O_APPEND. That is what keeps the lines of several worker threads,
+ * each with its own SonicBoom on the same file or fd, from interleaving. (A single line
+ * longer than this is written alone and may interleave on a pipe.)
+ */
+export const LOG_MAX_WRITE = 4096
+
+/**
+ * Bytes buffered before a write is issued, and the longest a line waits for them (ms). One
+ * asynchronous write per line costs a thread-pool round trip each; batching ~4 KiB of lines
+ * per write(2) is what keeps the access log cheap under load. A quiet gateway's lines still
+ * reach the file within LOG_FLUSH_MS, and every line is flushed before a thread exits
+ * (flush.ts).
+ */
+const LOG_MIN_LENGTH = 3584
+const LOG_FLUSH_MS = 250
+
+// One destination per target per worker thread, shared by every generation and by every
+// logger that writes there (access log, security log): a reload must not reopen the file or
+// lose buffered lines.
+const destinations = new Map<string, DestinationStream>()
+
+/**
+ * `stdout`, `stderr` or a file path (relative to `configDir`; created with its directory if
+ * missing; appended to). Asynchronous: a write never waits for the disk or the reader;
+ * `flushDestination` (flush.ts) pushes the rest out before the thread exits.
+ */
+export function destinationFor (dest: string, configDir: string): DestinationStream {
+  const key = dest === 'stdout' || dest === 'stderr' ? dest : (isAbsolute(dest) ? dest : resolve(configDir, dest))
+  let d = destinations.get(key)
+  if (d === undefined) {
+    const fd = key === 'stdout' ? 1 : key === 'stderr' ? 2 : key
+    d = pino.destination({ dest: fd, sync: false, mkdir: true, minLength: LOG_MIN_LENGTH, maxWrite: LOG_MAX_WRITE, periodicFlush: LOG_FLUSH_MS } as Parameters<typeof pino.destination>[0])
+    destinations.set(key, d)
+  }
+  return d
+}
+
+/** Every destination this thread opened (to flush at shutdown). */
+export function openDestinations (): DestinationStream[] {
+  return [...destinations.values()]
+}

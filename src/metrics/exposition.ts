@@ -1,0 +1,140 @@
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client'
+import {
+  BUCKETS_MS, CACHE_RESULTS, FIXED, HIST_SLOTS, HIST_SUM, INTROSPECTION_RESULTS, JWKS_RESULTS, METHOD_NAMES, ROUTE_BLOCK_SLOTS,
+  ROUTE_DURATION, ROUTE_UPSTREAM, SPAN_RESULTS, STATUS_CLASS_NAMES, UPSTREAM_ERROR_KINDS
+} from './layout.js'
+import { RegionReader } from './reader.js'
+
+type Labels = Record<string, string>
+interface Value { labels: Labels, value: number, metricName?: string }
+interface Collected { name: string, help: string, type: string, values: Value[], aggregator: 'sum' }
+
+/**
+ * A metric family whose values are read from the workers' regions at scrape time. It is
+ * handed to prom-client's Registry as a metric (registerMetric needs `name` and `get()`),
+ * so prom-client does the text exposition (escaping, HELP/TYPE lines, content type).
+ */
+class SharedFamily {
+  constructor (readonly name: string, readonly help: string, readonly type: 'counter' | 'gauge' | 'histogram', readonly read: () => Value[]) {}
+  async get (): Promise<Collected> {
+    return { name: this.name, help: this.help, type: this.type, values: this.read(), aggregator: 'sum' }
+  }
+}
+
+/** Sum of every worker's route blocks, by route name (a name may sit at different blocks per worker). */
+function sumRoutes (regions: RegionReader[]): Map<string, number[]> {
+  const out = new Map<string, number[]>()
+  for (const r of regions) {
+    const names = r.routes()
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string
+      let acc = out.get(name)
+      if (acc === undefined) out.set(name, acc = new Array<number>(ROUTE_BLOCK_SLOTS).fill(0))
+      for (let k = 0; k < ROUTE_BLOCK_SLOTS; k++) acc[k] = (acc[k] as number) + r.routeSlot(i, k)
+    }
+  }
+  return out
+}
+
+function histogram (name: string, blocks: Map<string, number[]>, base: number): Value[] {
+  const out: Value[] = []
+  for (const [route, acc] of blocks) {
+    let count = 0
+    for (let k = 0; k < HIST_SLOTS - 1; k++) count += acc[base + k] as number
+    if (count === 0) continue
+    let cumulative = 0
+    for (let k = 0; k < BUCKETS_MS.length; k++) {
+      cumulative += acc[base + k] as number
+      out.push({ metricName: `${name}_bucket`, labels: { route, le: String((BUCKETS_MS[k] as number) / 1000) }, value: cumulative })
+    }
+    out.push({ metricName: `${name}_bucket`, labels: { route, le: '+Inf' }, value: count })
+    out.push({ metricName: `${name}_sum`, labels: { route }, value: (acc[base + HIST_SUM] as number) / 1e6 })
+    out.push({ metricName: `${name}_count`, labels: { route }, value: count })
+  }
+  return out
+}
+
+/** What the acceptor feeds in: per-slot regions and its own events. */
+export interface MetricsSources {
+  regions: readonly SharedArrayBuffer[]
+  generation: () => number
+}
+
+/**
+ * The gateway's /metrics: prom-client's Registry with the acceptor's own counters (worker
+ * restarts, config updates) and families summed from every worker's shared-memory region.
+ */
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  readonly #restarts: Counter
+  readonly #updates: Counter<'result'>
+
+  constructor (src: MetricsSources) {
+    const regions = src.regions.map((r) => new RegionReader(r))
+    const reg = this.registry
+    collectDefaultMetrics({ register: reg })
+    this.#restarts = new Counter({ name: 'tollgate_worker_restarts_total', help: 'Worker threads that died and were replaced', registers: [reg] })
+    this.#updates = new Counter({ name: 'tollgate_config_updates_total', help: 'Policy updates by result: applied, refused (invalid, conflict; nothing changed), rolled_back (built, then aborted on every worker)', labelNames: ['result'], registers: [reg] })
+    for (const result of ['applied', 'refused', 'rolled_back']) this.#updates.inc({ result }, 0)
+    const generation = src.generation
+    // eslint-disable-next-line no-new
+    new Gauge({ name: 'tollgate_config_generation', help: 'The config generation new requests run under', registers: [reg], collect () { this.set(generation()) } })
+
+    const fixed = (slot: number): number => regions.reduce((a, r) => a + r.slot(slot), 0)
+    const byLabel = (label: string, names: readonly string[], base: number): Value[] => names.map((n, i) => ({ labels: { [label]: n }, value: fixed(base + i) }))
+    let routes: Map<string, number[]> | undefined
+    // One pass over the route blocks serves the three route families of a scrape: the first
+    // of them reads, the last drops the snapshot.
+    const blocks = (): Map<string, number[]> => (routes ??= sumRoutes(regions))
+    const families = [
+      new SharedFamily('tollgate_requests_total', 'Requests answered, by route, method and status class', 'counter', () => {
+        const out: Value[] = []
+        for (const [route, acc] of blocks()) {
+          for (let m = 0; m < METHOD_NAMES.length; m++) {
+            for (let c = 0; c < STATUS_CLASS_NAMES.length; c++) {
+              const v = acc[m * 5 + c] as number
+              if (v > 0) out.push({ labels: { route, method: METHOD_NAMES[m] as string, status_class: STATUS_CLASS_NAMES[c] as string }, value: v })
+            }
+          }
+        }
+        return out
+      }),
+      new SharedFamily('tollgate_request_duration_seconds', 'Time from the request head to the end of the response, by route', 'histogram', () => histogram('tollgate_request_duration_seconds', blocks(), ROUTE_DURATION)),
+      new SharedFamily('tollgate_upstream_duration_seconds', 'Time from sending upstream to the upstream response headers, by route', 'histogram', () => {
+        const out = histogram('tollgate_upstream_duration_seconds', blocks(), ROUTE_UPSTREAM)
+        routes = undefined
+        return out
+      }),
+      new SharedFamily('tollgate_denials_total', 'Requests refused, by the plugin that refused them (gateway: HTTP hardening, routing, auth gate) and reason code', 'counter', () => {
+        const sums = new Map<string, Value>()
+        for (const r of regions) {
+          const keys = r.denials()
+          for (let i = 0; i < keys.length; i++) {
+            const { plugin, code } = keys[i] as { plugin: string, code: string }
+            const k = `${plugin}\n${code}`
+            const v = sums.get(k)
+            if (v === undefined) sums.set(k, { labels: { plugin, code }, value: r.denialSlot(i) })
+            else v.value += r.denialSlot(i)
+          }
+        }
+        return [...sums.values()]
+      }),
+      new SharedFamily('tollgate_upstream_errors_total', 'Upstream requests that failed, by kind', 'counter', () => byLabel('kind', UPSTREAM_ERROR_KINDS, FIXED.upstreamErrors)),
+      new SharedFamily('tollgate_active_connections', 'Open client connections, all workers', 'gauge', () => [{ labels: {}, value: fixed(FIXED.activeConnections) }]),
+      new SharedFamily('tollgate_jwks_fetches_total', 'JWKS fetches by jwt-auth, by result', 'counter', () => byLabel('result', JWKS_RESULTS, FIXED.jwksFetches)),
+      new SharedFamily('tollgate_introspection_requests_total', 'Token introspection calls to the authorization server, by result', 'counter', () => byLabel('result', INTROSPECTION_RESULTS, FIXED.introspection)),
+      new SharedFamily('tollgate_introspection_cache_total', 'Introspection cache lookups, by result (hit ratio = hit / (hit + miss))', 'counter', () => byLabel('result', CACHE_RESULTS, FIXED.introspectionCache)),
+      new SharedFamily('tollgate_trace_spans_total', 'Spans given to the OTLP exporter, by result', 'counter', () => byLabel('result', SPAN_RESULTS, FIXED.spans)),
+      new SharedFamily('tollgate_security_events_total', 'Security events written (one per denial, when the security log is on)', 'counter', () => [{ labels: {}, value: fixed(FIXED.securityEvents) }])
+    ]
+    for (const f of families) reg.registerMetric(f as never)
+  }
+
+  workerRestarted (): void { this.#restarts.inc() }
+
+  configUpdate (result: 'applied' | 'refused' | 'rolled_back'): void { this.#updates.inc({ result }) }
+
+  get contentType (): string { return this.registry.contentType }
+
+  async text (): Promise<string> { return await this.registry.metrics() }
+}
