@@ -8,6 +8,7 @@ import { closeAfter, onParseFailure } from '../http-server.js'
 import type { Pipeline } from '../pipeline.js'
 import { runResponseHooks } from '../pipeline.js'
 import type { Balancer } from './balancer.js'
+import { tapData, tapEnd, tapHeaders } from './response-tap.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -311,6 +312,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       }
       ctx.outcome.upstreamMs = performance.now() - started
       const info = { status: statusCode, headers: clientHeaders(headers) }
+      tapHeaders(ctx, statusCode, info.headers)
       ctx.applyResponseHeaders(info.headers)
       try {
         runResponseHooks(ctx, pipeline.onResponse, info)
@@ -325,6 +327,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
     },
     onResponseData (c, chunk) {
       ctx.outcome.bytesOut += chunk.length
+      tapData(ctx, chunk)
       if (!res.write(chunk)) {
         c.pause()
         if (!drainHooked) {
@@ -334,6 +337,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       }
     },
     onResponseEnd () {
+      tapEnd(ctx)
       res.end(finish)
     },
     onResponseError (_c, err) {
