@@ -138,7 +138,13 @@ export function createProxyCache (config: ProxyCacheConfig, api: PluginApi): Plu
       end () {
         if (stored === undefined) return finish(undefined)
         const now = Date.now()
-        const body = chunks.length === 1 ? chunks[0] as Buffer : Buffer.concat(chunks, size)
+        // One copy into memory of its own: a chunk is often a slice of a larger socket read,
+        // and keeping the slice would keep (and not count) all of it; allocUnsafeSlow also
+        // stays out of Node's shared 8 KiB pool for the same reason.
+        const body = Buffer.allocUnsafeSlow(size)
+        let at = 0
+        for (const c of chunks) at += c.copy(body, at)
+        chunks = []
         // The key the response belongs under: its own Vary names, this request's values.
         const k = 'e' + SEP + primary + varyPart(stored.vary, reqHeaders)
         const e: Entry = {

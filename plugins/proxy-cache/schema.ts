@@ -17,7 +17,7 @@ export const schema = {
     maxEntries: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Responses kept per worker thread (least recently used dropped first)' },
     maxBytes: { type: 'integer', minimum: 1024, maximum: 17179869184, default: 67108864, description: 'Bytes kept per worker thread (bodies, headers and keys)' },
     maxEntrySize: { type: 'integer', minimum: 1, maximum: 1073741824, default: 1048576, description: 'A response larger than this (body bytes) is not stored; collecting stops once it is passed' },
-    statuses: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 200, maximum: 599 }, default: [...DEFAULT_STATUSES], description: 'Status codes that may be stored' },
+    statuses: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 200, maximum: 599, not: { enum: [206, 304] } }, default: [...DEFAULT_STATUSES], description: 'Status codes that may be stored (206 and 304 cannot: they are not whole responses)' },
     authorized: { type: 'string', enum: ['rfc', 'consumer'], default: 'rfc', description: "Requests with Authorization: 'rfc' stores their responses only when marked public or s-maxage (RFC 9111 §3.5); 'consumer' also stores them when the gateway authenticated the request (the key holds the consumer)" },
     sortQuery: { type: 'boolean', default: false, description: 'Key on the query parameters sorted by name (a=1&b=2 and b=2&a=1 share an entry)' },
     header: { type: 'string', pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]{1,64}$', default: 'X-Cache', description: 'Response header that says HIT, MISS or BYPASS' },

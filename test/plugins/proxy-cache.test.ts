@@ -78,6 +78,7 @@ t.test('config: bad ones are refused with the path and reason', async (t) => {
   const bad: Array<[Record<string, unknown>, RegExp]> = [
     [{ maxEntries: 0 }, /\/maxEntries: must be >= 1/],
     [{ statuses: [] }, /\/statuses: must NOT have fewer than 1 items/],
+    [{ statuses: [200, 206] }, /\/statuses\/1/],
     [{ defaultTtl: '5 minutes' }, /\/defaultTtl/],
     [{ authorized: 'always' }, /\/authorized: must be one of/],
     [{ header: 'X Cache' }, /\/header: must match/],
