@@ -41,6 +41,17 @@ function headerBytes (h: OutgoingHttpHeaders): number {
   return n
 }
 
+/**
+ * The consumer as the upstream is told about it (id, groups, scopes: the identity headers),
+ * so that neither another consumer nor the same one holding other scopes (another token)
+ * is given a response made for this identity.
+ */
+function identityOf (ctx: RequestContext): string {
+  const c = ctx.consumer
+  if (c === undefined) return ''
+  return c.groups.length === 0 && c.scopes.length === 0 ? c.id : `${c.id}\u0001${c.groups.join(',')}\u0001${c.scopes.join(' ')}`
+}
+
 /** RFC 9110 §13.1.2 weak comparison: does If-None-Match name the entry's ETag? */
 function etagMatches (inm: string, etag: string): boolean {
   if (inm.trim() === '*') return true
@@ -177,8 +188,11 @@ export function createProxyCache (config: ProxyCacheConfig, api: PluginApi): Plu
     ctx.tapResponse(tap)
   }
 
-  /** Wait (bounded) for a fill of the same key; serve its entry if it fits this request. */
-  const wait = async (ctx: RequestContext, fill: Fill, primary: string): Promise<void> => {
+  /**
+   * Wait (bounded) for a fill of the same key; serve its entry if it fits this request.
+   * Otherwise go upstream, as the new filler when the first one gave up (its client left).
+   */
+  const wait = async (ctx: RequestContext, fill: Fill, key: string, primary: string, host: string, target: string): Promise<void> => {
     let timer: NodeJS.Timeout | undefined
     const e = await Promise.race([
       fill.done,
@@ -190,6 +204,7 @@ export function createProxyCache (config: ProxyCacheConfig, api: PluginApi): Plu
       return
     }
     ctx.setResponseHeader(header, 'MISS')
+    if (e === undefined && ctx.method === 'GET' && !cache.fills.has(key)) lead(ctx, key, primary, host, target)
   }
 
   return {
@@ -209,7 +224,7 @@ export function createProxyCache (config: ProxyCacheConfig, api: PluginApi): Plu
       const q = config.sortQuery ? sortedQuery(ctx.upstreamQuery) : ctx.upstreamQuery
       const target = q === '' ? ctx.path : `${ctx.path}?${q}`
       // GET and HEAD share a key: a HEAD is answered from the GET's entry.
-      const primary = ctx.route.name + SEP + host + SEP + (ctx.consumer?.id ?? '') + SEP + target
+      const primary = ctx.route.name + SEP + host + SEP + identityOf(ctx) + SEP + target
       const rec = cache.lru.get('v' + SEP + primary)
       const key = 'e' + SEP + primary + varyPart(rec?.kind === 'vary' ? rec.names : [], h)
       const now = Date.now()
@@ -226,7 +241,7 @@ export function createProxyCache (config: ProxyCacheConfig, api: PluginApi): Plu
         return
       }
       const fill = cache.fills.get(key)
-      if (fill !== undefined && !rules.noCache && lockMs > 0) return wait(ctx, fill, primary)
+      if (fill !== undefined && !rules.noCache && lockMs > 0) return wait(ctx, fill, key, primary, host, target)
       ctx.setResponseHeader(header, 'MISS')
       // A HEAD's response has no body to store; a request already covered by a fill (or
       // told not to wait) goes upstream on its own.

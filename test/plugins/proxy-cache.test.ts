@@ -26,6 +26,7 @@ async function upstream (t: Tap): Promise<Upstream & { hits: (url: string) => nu
     if (q.has('cc')) headers['cache-control'] = q.get('cc') as string
     if (q.has('vary')) headers.vary = q.get('vary') as string
     if (q.has('cookie')) headers['set-cookie'] = 'session=1'
+    if (q.has('server')) headers.server = 'upstream/1.0'
     const size = Number(q.get('size') ?? 0)
     const body = JSON.stringify({ n, url, lang: req.headers['accept-language'] ?? null, consumer: req.headers['x-consumer-id'] ?? null, pad: 'x'.repeat(size) })
     const send = (): void => {
@@ -104,6 +105,7 @@ t.test('one gateway, one worker', async (t) => {
         { name: 'ttl', match: { path: '/ttl' }, upstream: up.url, plugins: [{ name: 'proxy-cache', config: { defaultTtl: '60s', header: 'X-Cache' } }] },
         { name: 'auth', match: { path: '/auth' }, upstream: up.url, plugins: [{ name: 'key-auth' }, { name: 'proxy-cache' }] },
         { name: 'bearer', match: { path: '/bearer' }, upstream: up.url, plugins: [{ name: 'proxy-cache' }] },
+        { name: 'sec', match: { path: '/sec' }, upstream: up.url, plugins: [{ name: 'security-headers' }, { name: 'cors', config: { origins: ['https://app.example'] } }, { name: 'request-id' }, { name: 'proxy-cache' }] },
         { name: 'c', match: { path: '/' }, upstream: up.url, plugins: [{ name: 'proxy-cache' }] }
       ]
     }
@@ -246,6 +248,39 @@ t.test('one gateway, one worker', async (t) => {
     await get(gw, open)
     t.equal((await get(gw, open)).cache, 'HIT')
     t.equal((await get(gw, open, { authorization: 'Bearer one' })).cache, 'MISS')
+  })
+
+  t.test('a hit goes through the route\'s other plugins like a proxied response', async (t) => {
+    const p = `/sec/x?cc=${cc('max-age=60')}&server=1`
+    const miss = await get(gw, p, { origin: 'https://app.example', 'x-request-id': 'req-1' })
+    const hit = await get(gw, p, { origin: 'https://other.example', 'x-request-id': 'req-2' })
+    t.equal(miss.cache, 'MISS')
+    t.equal(hit.cache, 'HIT')
+    for (const r of [miss, hit]) {
+      t.equal(r.headers.server, undefined, 'security-headers removed Server')
+      t.equal(r.headers['x-content-type-options'], 'nosniff')
+      t.match(r.headers.vary, /Origin/, 'cors added Vary: Origin')
+    }
+    t.equal(miss.headers['access-control-allow-origin'], 'https://app.example')
+    t.equal(hit.headers['access-control-allow-origin'], undefined, 'CORS is decided per request, not cached')
+    t.equal(hit.headers['x-request-id'], 'req-2', 'the request id is this request\'s')
+    t.equal(up.hits(p), 1)
+  })
+
+  t.test('the first request\'s client leaves: a waiting request fills the entry', async (t) => {
+    const p = `/leave?cc=${cc('max-age=60')}&delay=600`
+    const ac = new AbortController()
+    const first = request(gw.url + p, { signal: ac.signal }).then(async (r) => await r.body.text(), () => 'aborted')
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    const second = get(gw, p)
+    await new Promise((resolve) => setTimeout(resolve, 100))
+    ac.abort()
+    t.equal(await first, 'aborted')
+    const r = await second
+    t.equal(r.status, 200)
+    t.equal(r.cache, 'MISS')
+    t.equal((await get(gw, p)).cache, 'HIT', 'the waiting request stored its response')
+    t.equal(up.hits(p), 2)
   })
 
   t.test('concurrent misses for one key make one upstream request', async (t) => {
