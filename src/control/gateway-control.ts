@@ -5,7 +5,7 @@ import { codes, GatewayError } from '../errors.js'
 import type { PurgeSelector } from '../cache-purge.js'
 import { VERSION } from '../version.js'
 import type { AuditLog } from './audit.js'
-import { adoptCopy, summarize } from './diff.js'
+import { summarize } from './diff.js'
 import type { Actor, ConfigVersion, GatewayControl, GatewayStatus, StagedVersion, UpdateResult, Versions } from './types.js'
 
 function refused (err: unknown): UpdateResult {
@@ -100,8 +100,6 @@ export class Control implements GatewayControl {
       return r
     }
     const v = await (staged as StagedVersion).commit()
-    // The next update's summary compares against the stored copy: it need not be redone.
-    adoptCopy(v.raw, raw)
     this.#audit?.record({ actor, action, result: 'applied', versionBefore: before?.version, versionAfter: v.version, generation, summary })
     const ms = performance.now() - started
     timings.storeMs = Math.round(ms) - timings.prepareMs - timings.publishMs
