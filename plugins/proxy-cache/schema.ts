@@ -8,13 +8,15 @@ const duration = {
 /** RFC 9110 §15.1: the status codes heuristically cacheable (206 left out: no ranges here). */
 export const DEFAULT_STATUSES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] as const
 
+// maxEntries is bounded because lru-cache allocates its index arrays for `max` slots up
+// front, per cache, per worker thread.
 export const schema = {
   type: 'object',
   additionalProperties: false,
   properties: {
     defaultTtl: { ...duration, default: 0, description: 'Freshness of a cacheable response that gives none (no max-age, s-maxage or Expires). 0: such responses are not stored' },
     maxTtl: { ...duration, default: '1h', description: 'Upper bound on any freshness lifetime, whatever the upstream says' },
-    maxEntries: { type: 'integer', minimum: 1, maximum: 10000000, default: 10000, description: 'Responses kept per worker thread (least recently used dropped first)' },
+    maxEntries: { type: 'integer', minimum: 1, maximum: 1000000, default: 10000, description: 'Responses kept per worker thread (least recently used dropped first)' },
     maxBytes: { type: 'integer', minimum: 1024, maximum: 17179869184, default: 67108864, description: 'Bytes kept per worker thread (bodies, headers and keys)' },
     maxEntrySize: { type: 'integer', minimum: 1, maximum: 1073741824, default: 1048576, description: 'A response larger than this (body bytes) is not stored; collecting stops once it is passed' },
     statuses: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 200, maximum: 599, not: { enum: [206, 304] } }, default: [...DEFAULT_STATUSES], description: 'Status codes that may be stored (206 and 304 cannot: they are not whole responses)' },
