@@ -309,15 +309,17 @@ export class Context implements RequestContext {
     delete h['content-length']
     delete h['transfer-encoding']
     // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5).
-    if (info.status === 204 || info.status === 304) {
+    const empty = info.status === 204 || info.status === 304
+    const length = empty ? 0 : body?.byteLength ?? 0
+    if (!empty) h['content-length'] = length
+    try {
       this.res.writeHead(info.status, h)
-      this.res.end()
-      return
+    } catch (err) {
+      // A header Node refuses (a bad character): nothing was sent, so the 500 still can be.
+      this.#replied = false
+      throw err
     }
-    const length = body?.byteLength ?? 0
-    h['content-length'] = length
-    this.res.writeHead(info.status, h)
-    this.res.end(this.method === 'HEAD' ? undefined : body)
+    this.res.end(this.method === 'HEAD' || empty ? undefined : body)
     this.outcome.bytesOut = this.method === 'HEAD' ? 0 : length
   }
 
