@@ -17,5 +17,6 @@ export const builtinPlugins: Readonly<Record<string, string>> = Object.freeze({
   scopes: new URL('./scopes/index.js', import.meta.url).href,
   'request-validator': new URL('./request-validator/index.js', import.meta.url).href,
   cors: new URL('./cors/index.js', import.meta.url).href,
-  'security-headers': new URL('./security-headers/index.js', import.meta.url).href
+  'security-headers': new URL('./security-headers/index.js', import.meta.url).href,
+  'proxy-cache': new URL('./proxy-cache/index.js', import.meta.url).href
 })

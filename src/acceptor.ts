@@ -6,6 +6,7 @@ import type { RawConfig } from './config.js'
 import { validateGatewayConfig } from './config.js'
 import type { GatewayConfig, PluginRef } from './config-schema.js'
 import type { Plugin } from './plugin.js'
+import type { PurgeSelector } from './cache-purge.js'
 import { codes, GatewayError, reviveError } from './errors.js'
 import { buildGeneration, closeInstances } from './generation.js'
 import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHost } from './listen.js'
@@ -359,6 +360,21 @@ export class Acceptor {
     }
     return number
   }
+
+  /**
+   * Drop cached responses in every worker (each keeps its own caches); resolves with the
+   * number of workers that answered and of entries dropped.
+   */
+  async purgeCache (selector: PurgeSelector): Promise<{ workers: number, entries: number }> {
+    const number = ++this.#purges
+    const slots = this.#slots.filter((s) => s.ready)
+    const got = await this.#collect(slots, `cache-purged:${number}`, (s) => s.port?.postMessage({ type: 'purge-cache', number, selector }))
+    let entries = 0
+    for (const g of got) if (g.m.type === 'cache-purged') entries += g.m.entries
+    return { workers: got.length, entries }
+  }
+
+  #purges = 0
 
   /** Send to each slot and gather one reply each (or stop at the timeout). */
   #collect (slots: Slot[], key: string, send: (s: Slot) => void): Promise<Array<{ slot: Slot, m: WorkerToAcceptor }>> {

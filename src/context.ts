@@ -2,7 +2,11 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Logger } from 'pino'
 import { codes } from './errors.js'
 import { closeAfter } from './http-server.js'
+import type { Pipeline } from './pipeline.js'
+import { runResponseHooks } from './pipeline.js'
 import { sendReply } from './problem.js'
+import { tapAbort } from './upstream/response-tap.js'
+import type { ResponseTap } from './upstream/response-tap.js'
 import type { ResolvedClient } from './client-ip.js'
 import type { TraceContext } from './tracing/traceparent.js'
 import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
@@ -279,6 +283,53 @@ export class Context implements RequestContext {
     ;(this.responseHeaders ??= {})[key] = value
     if (mode !== 'set') (this.responseHeaderModes ??= new Map()).set(key, mode)
     else this.responseHeaderModes?.delete(key)
+  }
+
+  /** The route's response hooks, for answers a plugin makes with `respond()`. */
+  responseHooks: Pipeline['onResponse'] | undefined
+  /** Observers of the proxied response (response-tap.ts); undefined until one is added. */
+  responseTaps: Array<ResponseTap | undefined> | undefined
+
+  tapResponse (tap: ResponseTap): void {
+    if (this.responseTaps === undefined) {
+      this.responseTaps = []
+      // Whatever ends the exchange (an upstream error, the client leaving, a gateway reply
+      // before anything was proxied), a tap that did not hear `end` hears `abort`.
+      this.res.once('close', () => tapAbort(this, this.res.writableFinished ? 'the response ended without an upstream body' : 'the client connection closed'))
+    }
+    this.responseTaps.push(tap)
+  }
+
+  respond (status: number, headers: OutgoingHttpHeaders, body?: Uint8Array): void {
+    if (this.#replied) return
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`respond(): status must be an integer 200-599, got ${status}`)
+    const info = { status, headers: { ...headers } }
+    this.applyResponseHeaders(info.headers)
+    // As for a proxied response: CORS, security headers... A throw here is the plugin's 500.
+    const who = this.current
+    if (this.responseHooks !== undefined) runResponseHooks(this, this.responseHooks, info)
+    this.current = who
+    this.#replied = true
+    this.outcome.repliedBy = who
+    this.outcome.status = info.status
+    if (this.res.headersSent || this.res.destroyed) return
+    this.beforeHeaders()
+    const h = info.headers
+    delete h['content-length']
+    delete h['transfer-encoding']
+    // 204 and 304 have no content (RFC 9110 §15.3.5, §15.4.5).
+    const empty = info.status === 204 || info.status === 304
+    const length = empty ? 0 : body?.byteLength ?? 0
+    if (!empty) h['content-length'] = length
+    try {
+      this.res.writeHead(info.status, h)
+    } catch (err) {
+      // A header Node refuses (a bad character): nothing was sent, so the 500 still can be.
+      this.#replied = false
+      throw err
+    }
+    this.res.end(this.method === 'HEAD' || empty ? undefined : body)
+    this.outcome.bytesOut = this.method === 'HEAD' ? 0 : length
   }
 
   /** Put this request's response headers onto the upstream's, each by its mode. */

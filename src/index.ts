@@ -8,8 +8,11 @@ export { PHASES } from './types.js'
 export type {
   Phase, PluginDefinition, PluginHooks, PluginApi, PrepareApi, SharedApi, RequestContext, ReplyOptions,
   ResponseInfo, RequestOutcome, ClientInfo, RouteInfo, HookResult, JsonSchema,
-  Consumer, ConsumerIdentity, AuthFailure, ResponseHeaderMode
+  Consumer, ConsumerIdentity, AuthFailure, ResponseHeaderMode, ResponseTap
 } from './types.js'
+// A cache a plugin keeps in its worker thread, reached by the admin API's DELETE /cache.
+export { onCachePurge } from './cache-purge.js'
+export type { PurgeSelector, Purger } from './cache-purge.js'
 // The shared-memory hot path, for plugins that match IP sets (registered in prepare()) or
 // count requests across worker threads.
 export { createIpMatcher } from './ip/matcher.js'

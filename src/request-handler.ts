@@ -193,6 +193,7 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
 
     if (match.kind === 'found' && route !== undefined) {
       pipeline = route.pipeline
+      ctx.responseHooks = pipeline.onResponse
       ctx.route = route.info
       ctx.params = match.params
       // A plugin reading the body (ctx.readBody) is held to the route's limits too.

@@ -12,6 +12,7 @@ import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
 import { checkPluginConfig } from './plugin-loader.js'
+import type { ResponseTap } from './upstream/response-tap.js'
 import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
 import type { ConsumerConfig, GatewayConfig } from './config-schema.js'
 import { makeConsumer, mergeResponseHeaders } from './context.js'
@@ -172,6 +173,20 @@ class FakeContext implements RequestContext {
     for (const [k, v] of Object.entries(options?.headers ?? {})) this.response[k.toLowerCase()] = v
   }
 
+  /** What the plugin answered with `respond()`: headers and body as given. */
+  responded: { headers: OutgoingHttpHeaders, body: Uint8Array | undefined } | undefined
+  respond (status: number, headers: OutgoingHttpHeaders, body?: Uint8Array): void {
+    if (this.#replied) return
+    if (!Number.isInteger(status) || status < 200 || status > 599) throw new RangeError(`respond(): status must be an integer 200-599, got ${status}`)
+    this.#replied = true
+    this.responded = { headers, body }
+    this.outcome.repliedBy = this.plugin
+    this.outcome.status = status
+  }
+
+  readonly taps: ResponseTap[] = []
+  tapResponse (tap: ResponseTap): void { this.taps.push(tap) }
+
   readBody (limit: number): Promise<Buffer | undefined> {
     const body = this.#body
     if (body.length > limit) {
@@ -263,7 +278,10 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
       const ctx = new FakeContext(req, plugin.name, log)
       await hooks.onRequest?.(ctx)
       let body: HarnessResult['body']
-      if (ctx.replied) {
+      if (ctx.responded !== undefined) {
+        body = Buffer.from(ctx.responded.body ?? new Uint8Array(0)).toString()
+        Object.assign(ctx.response, ctx.responded.headers)
+      } else if (ctx.replied) {
         const o = ctx.replyOptions
         body = o?.body !== undefined
           ? (typeof o.body === 'string' ? o.body : Buffer.from(o.body).toString())

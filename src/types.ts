@@ -3,6 +3,9 @@ import type { Logger } from 'pino'
 import type { SerializedError } from './errors.js'
 import type { GatewayConfig } from './config-schema.js'
 import type { HotPath } from './shared-memory.js'
+import type { ResponseTap } from './upstream/response-tap.js'
+
+export type { ResponseTap } from './upstream/response-tap.js'
 
 /** The fixed phase list (DESIGN.md "The request path"). Order here is run order. */
 export const PHASES = ['connect', 'authn', 'authz', 'access', 'validate', 'proxy', 'response', 'log'] as const
@@ -158,6 +161,19 @@ export interface RequestContext {
    * the upstream's and uses this one only when it sent none.
    */
   setResponseHeader (name: string, value: string | number | readonly string[], mode?: ResponseHeaderMode): void
+  /**
+   * Answer with a whole response of your own, as if the upstream had sent it (a cache hit):
+   * unlike `reply()`, the headers are yours (no problem+json, no `Cache-Control: no-store`),
+   * and the request's response headers and the route's `onResponse` hooks apply to it as
+   * to a proxied response. Content-Length is set from `body`; a HEAD request gets none of
+   * it; 204 and 304 get no body. The pipeline stops, as after `reply()`.
+   */
+  respond (status: number, headers: OutgoingHttpHeaders, body?: Uint8Array): void
+  /**
+   * Observe the proxied response (status, headers, body chunks) as it streams to the
+   * client, without holding it up (see ResponseTap). Call it before the request is proxied.
+   */
+  tapResponse (tap: ResponseTap): void
   /** What happened, filled in as the request runs; complete in the `log` phase. */
   readonly outcome: RequestOutcome
   /** The request's W3C trace (trace id, the gateway's span id); undefined when
@@ -326,6 +342,8 @@ export type AcceptorToWorker =
   /** Build and switch at once: a thread that started during an update catching up. */
   | { type: 'generation', generation: GenerationMessage }
   | { type: 'drain', deadlineMs: number }
+  /** Drop cached responses (src/cache-purge.ts); `number` pairs the reply with the request. */
+  | { type: 'purge-cache', number: number, selector: import('./cache-purge.js').PurgeSelector }
 
 export type WorkerToAcceptor =
   | { type: 'ready', slot: number, threadId: number, generation: number, address: { address: string, port: number, family: string } }
@@ -335,3 +353,4 @@ export type WorkerToAcceptor =
   /** The generation's last request ended in this worker; its instances are closed. */
   | { type: 'generation-retired', number: number }
   | { type: 'drained', inFlight: number }
+  | { type: 'cache-purged', number: number, entries: number }

@@ -1,6 +1,7 @@
 import { threadId } from 'node:worker_threads'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { purgeCaches } from './cache-purge.js'
 import { codes, GatewayError } from './errors.js'
 import { buildGeneration, closeInstances } from './generation.js'
 import type { Generation } from './generation.js'
@@ -138,6 +139,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
       } else if (m.type === 'generation') {
         // Catch-up for a thread that started while an update was being applied.
         build(m.generation).then(switchTo, (err: unknown) => failed(m.generation.number, err))
+      } else if (m.type === 'purge-cache') {
+        send({ type: 'cache-purged', number: m.number, entries: purgeCaches(m.selector) })
       } else if (m.type === 'drain') {
         state.draining = true
         // Stop accepting (this closes only our own socket), and let idle keep-alive

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { parse as parseYaml } from 'yaml'
 import { maskSecrets } from '../control/diff.js'
+import type { PurgeSelector } from '../cache-purge.js'
 import type { Actor, GatewayControl, UpdateResult } from '../control/types.js'
 import { codes, GatewayError } from '../errors.js'
 import { applyMergePatch, deeperThan, isPlainObject } from './merge-patch.js'
@@ -264,6 +265,23 @@ function sendUpdate (ctx: Ctx, r: UpdateResult, okStatus = 200): void {
   else sendProblem(ctx, new Problem(r.status, r.code, r.message, { problems: r.problems }))
 }
 
+/** DELETE /cache?key=|prefix=[&host=]: which cached responses to drop (none given: all). */
+function purgeSelector (q: URLSearchParams): PurgeSelector {
+  for (const k of q.keys()) if (k !== 'key' && k !== 'prefix' && k !== 'host') throw new Problem(400, C_BAD_REQUEST, `unknown parameter '${k.slice(0, 40)}'; use key, prefix and host`)
+  const one = (k: string): string | undefined => {
+    const all = q.getAll(k)
+    if (all.length > 1) throw new Problem(400, C_BAD_REQUEST, `'${k}' is given more than once`)
+    if (all[0] === '') throw new Problem(400, C_BAD_REQUEST, `'${k}' is empty`)
+    return all[0]
+  }
+  const key = one('key')
+  const prefix = one('prefix')
+  const host = one('host')?.toLowerCase()
+  if (key !== undefined && prefix !== undefined) throw new Problem(400, C_BAD_REQUEST, 'give key or prefix, not both')
+  for (const v of [key, prefix]) if (v !== undefined && !v.startsWith('/')) throw new Problem(400, C_BAD_REQUEST, 'key and prefix are request targets: they start with /')
+  return { ...(key !== undefined ? { key } : {}), ...(prefix !== undefined ? { prefix } : {}), ...(host !== undefined ? { host } : {}) }
+}
+
 /** Collections of the config edited one member at a time, and the member that names each. */
 const KEYED = { routes: 'name', consumers: 'id' } as const
 type KeyedCollection = keyof typeof KEYED
@@ -457,6 +475,15 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
             if (i >= plugins.length) throw notFound(`routes/${name}/plugins/${i}`, version)
             plugins[i] = applyMergePatch(plugins[i], patch)
           })
+        }
+      }
+    },
+    {
+      path: ['cache'],
+      methods: {
+        DELETE: async (ctx) => {
+          if (control.purgeCache === undefined) throw new Problem(404, C_NOT_FOUND, 'this gateway has no response cache')
+          sendJson(ctx, 200, await control.purgeCache(purgeSelector(ctx.query)))
         }
       }
     },

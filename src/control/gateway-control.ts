@@ -2,6 +2,7 @@ import type { Logger } from 'pino'
 import type { Acceptor, SharedState } from '../acceptor.js'
 import { createSharedState, prepareConfig } from '../acceptor.js'
 import { codes, GatewayError } from '../errors.js'
+import type { PurgeSelector } from '../cache-purge.js'
 import { VERSION } from '../version.js'
 import type { AuditLog } from './audit.js'
 import { summarize } from './diff.js'
@@ -115,6 +116,10 @@ export class Control implements GatewayControl {
     const v = this.#store.get(version)
     if (v === undefined) return refused(codes.GW_ERR_VERSION_NOT_FOUND(version))
     return await this.apply(v.raw, actor, { reason: `rollback to ${version}` })
+  }
+
+  async purgeCache (selector: PurgeSelector): Promise<{ workers: number, entries: number }> {
+    return await this.#acceptor.purgeCache(selector)
   }
 
   status (): GatewayStatus {

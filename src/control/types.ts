@@ -3,6 +3,8 @@
  * the CLI ask of the gateway, and what the version store and the audit log keep.
  */
 
+import type { PurgeSelector } from '../cache-purge.js'
+
 /** Who asked for a change: an admin token's name, or 'file', 'signal', 'startup', 'cli'. */
 export type Actor = string
 
@@ -63,6 +65,8 @@ export interface GatewayControl {
   /** Apply a kept version again as a new version. */
   rollback: (version: number, actor: Actor) => Promise<UpdateResult>
   status: () => GatewayStatus
+  /** Drop cached responses in every worker (DELETE /cache); absent: that path answers 404. */
+  purgeCache?: (selector: PurgeSelector) => Promise<{ workers: number, entries: number }>
 }
 
 /** What the control plane needs of a version store (src/control/store.ts on disk, or in memory). */

@@ -14,6 +14,7 @@ import type { UpstreamState } from './state.js'
 import { traceparentOf } from '../tracing/traceparent.js'
 import { upstreamErrorKind } from './error-kind.js'
 import { threadMetrics } from '../metrics/writer.js'
+import { tapData, tapEnd, tapHeaders } from './response-tap.js'
 import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
 
 /** One upstream target as a route uses it. */
@@ -461,6 +462,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   const head = (status: number, headers: IncomingHttpHeaders, c: Dispatcher.DispatchController): void => {
     ctx.outcome.upstreamMs = performance.now() - started
     const info = { status, headers: clientHeaders(headers) }
+    // Before any plugin edits them: a cache stores what the upstream said.
+    tapHeaders(ctx, status, info.headers)
     const announced = trailers && headers['content-length'] === undefined && ctx.method !== 'HEAD' && status !== 204 && status !== 304 ? announcedTrailers(headers) : undefined
     if (announced !== undefined) info.headers.trailer = announced
     ctx.applyResponseHeaders(info.headers)
@@ -479,6 +482,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
 
   const data = (chunk: Buffer, c: Dispatcher.DispatchController): void => {
     ctx.outcome.bytesOut += chunk.length
+    tapData(ctx, chunk)
     if (!res.write(chunk)) {
       c.pause()
       if (!drainHooked) {
@@ -489,6 +493,7 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   }
 
   const end = (upstreamTrailers: IncomingHttpHeaders | null): void => {
+    tapEnd(ctx)
     const t = trailers ? forwardableTrailers(upstreamTrailers) : undefined
     if (t !== undefined) {
       // Node sends them in the last chunk of a chunked answer, and ignores them otherwise.
