@@ -78,6 +78,57 @@ const clientIp = {
 
 const routeClientIp = { type: 'object', additionalProperties: false, properties: clientIpProps } as const
 
+/** How https:// targets of an upstream are verified (src/tls/upstream.ts). */
+const upstreamTls = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ca: { type: 'string', minLength: 1, description: 'PEM file of the CA certificate(s) the upstream certificate must chain to (relative to the config file); default: the system CA store' },
+    servername: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', description: 'SNI name sent and checked against the certificate; default: the target host' },
+    insecureSkipVerify: { type: 'boolean', default: false, description: 'Accept any upstream certificate. Logged as a warning on every start and update' }
+  }
+} as const
+
+/** The listener's TLS (src/tls/): certificates, SNI, protocol floor, client certificates. */
+const listenTls = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['certificates'],
+  properties: {
+    certificates: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['cert', 'key'],
+        properties: {
+          cert: { type: 'string', minLength: 1, description: 'PEM file: the certificate, then its chain (relative to the config file)' },
+          key: { type: 'string', minLength: 1, description: 'PEM file: the private key' },
+          serverNames: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^(\\*\\.)?[A-Za-z0-9.-]+$' }, description: 'SNI names served with this certificate (exact, or *.example.com); default: the DNS names of its subjectAltName' }
+        }
+      },
+      description: 'The first is the default certificate (no SNI, or an SNI no certificate names); the others are chosen by SNI'
+    },
+    unknownServerName: { type: 'string', enum: ['default', 'reject'], default: 'default', description: 'An SNI name no certificate serves: the default certificate, or a refused handshake' },
+    minVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2', description: 'Lowest TLS version accepted (1.3 is preferred whenever the client has it)' },
+    ciphers: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_:+!@-]+$', description: 'OpenSSL cipher list for TLS 1.2; default: the Mozilla intermediate profile (ECDHE with AES-GCM or ChaCha20-Poly1305)' },
+    handshakeTimeout: { ...duration, default: 10000, description: 'A connection that has not finished its handshake by then is closed' },
+    sniHostMatch: { type: 'boolean', default: true, description: 'With SNI, a request whose Host names another server is answered 421' },
+    watch: { type: 'boolean', default: true, description: 'Reload the certificate files when they change' },
+    clientCertificates: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['mode', 'ca'],
+      properties: {
+        mode: { type: 'string', enum: ['required', 'optional'], description: 'required: a handshake without a certificate the CA signed is refused; optional: one is asked for, and the mtls-auth plugin decides' },
+        ca: { type: 'string', minLength: 1, description: 'PEM file of the CA certificate(s) client certificates must chain to' }
+      }
+    }
+  }
+} as const
+
 const upstream = {
   anyOf: [
     httpUrl,
@@ -101,7 +152,8 @@ const upstream = {
             ]
           }
         },
-        connections: { type: 'integer', minimum: 1, maximum: 10000, description: 'Max connections per target per worker; default 128' }
+        connections: { type: 'integer', minimum: 1, maximum: 10000, description: 'Max connections per target per worker; default 128' },
+        tls: upstreamTls
       }
     }
   ]
@@ -149,6 +201,21 @@ const consumer = {
           },
           default: [],
           description: 'Token identities (JWT or introspected) that are this consumer'
+        },
+        certificates: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            properties: {
+              subject: { type: 'string', minLength: 1, maxLength: 256, description: "The client certificate subject's common name (CN)" },
+              san: { type: 'string', pattern: '^(DNS|URI|email|IP Address):[^,\\s]{1,256}$', description: 'One subjectAltName entry, as DNS:client.example, URI:spiffe://example/client, email:a@example or IP Address:10.0.0.1' }
+            },
+            description: 'Matches when every field given matches the verified certificate'
+          },
+          default: [],
+          description: 'Client certificates (mTLS, the mtls-auth plugin) that are this consumer'
         }
       },
       default: {}
@@ -215,6 +282,13 @@ const route = {
     websocket: { type: 'boolean', description: 'Proxy WebSocket upgrades on this route. Not implemented yet: true is refused; Upgrade is never forwarded' },
     clientIp: routeClientIp,
     anonymous: { ...identifier, description: 'A consumer id given to requests that send no credentials, instead of a 401' },
+    redirectToHttps: {
+      anyOf: [
+        { type: 'boolean' },
+        { type: 'object', additionalProperties: false, properties: { port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Port of the HTTPS listener; default 443' } } }
+      ],
+      description: 'Requests over plain HTTP are answered 308 with the https:// URL (nothing is proxied); requests over TLS are served'
+    },
     plugins: { type: 'array', items: pluginRef, default: [] }
   }
 } as const
@@ -232,7 +306,8 @@ export const gatewaySchema = {
       additionalProperties: false,
       properties: {
         host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 }
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+        tls: listenTls
       },
       default: {}
     },
@@ -301,10 +376,23 @@ export interface TimeoutsConfig { connect: number, headers: number, body: number
 
 export interface UpstreamTarget { url: string, weight?: number }
 
+export interface UpstreamTlsConfig { ca?: string, servername?: string, insecureSkipVerify: boolean }
+
+export interface ListenTlsConfig {
+  certificates: Array<{ cert: string, key: string, serverNames?: string[] }>
+  unknownServerName: 'default' | 'reject'
+  minVersion: 'TLSv1.2' | 'TLSv1.3'
+  ciphers?: string
+  handshakeTimeout: number
+  sniHostMatch: boolean
+  watch: boolean
+  clientCertificates?: { mode: 'required' | 'optional', ca: string }
+}
+
 export interface RouteConfig {
   name: string
   match: { path: string, exact: boolean, caseInsensitive?: boolean, methods?: string[], host?: string | string[] }
-  upstream: string | { targets: Array<string | UpstreamTarget>, connections?: number }
+  upstream: string | { targets: Array<string | UpstreamTarget>, connections?: number, tls?: UpstreamTlsConfig }
   preserveHost: boolean
   stripPrefix: boolean
   timeouts: TimeoutsConfig
@@ -314,6 +402,7 @@ export interface RouteConfig {
   /** Always complete after validation: the global block merged under the route's own. */
   clientIp: ClientIpConfig
   anonymous?: string
+  redirectToHttps?: boolean | { port?: number }
   plugins: PluginRef[]
 }
 
@@ -325,7 +414,7 @@ export interface ClientIpConfig {
 
 /** The config after validation: defaults filled in, durations in milliseconds. */
 export interface GatewayConfig {
-  listen: { host: string, port: number }
+  listen: { host: string, port: number, tls?: ListenTlsConfig }
   workers: number
   logLevel: string
   limits: {
@@ -361,5 +450,6 @@ export interface ConsumerConfig {
   credentials: {
     keys: Array<{ digest: string, name?: string }>
     subjects: Array<{ issuer: string, subject: string }>
+    certificates: Array<{ subject?: string, san?: string }>
   }
 }

@@ -105,6 +105,7 @@ function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string
   const ids = new Map<string, number>()
   const digests = new Map<string, string>()
   const subjects = new Map<string, string>()
+  const certificates = new Map<string, string>()
   cfg.consumers.forEach((c, i) => {
     const at = `${source}: /consumers/${i}`
     if (ids.has(c.id)) problems.push(`${at}/id: consumer id '${c.id}' is used twice`)
@@ -131,6 +132,12 @@ function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string
       if (owner !== undefined) problems.push(`${at}/credentials/subjects/${j}: issuer '${s.issuer}' subject '${s.subject}' already names consumer '${owner}'`)
       else subjects.set(key, c.id)
     })
+    c.credentials.certificates.forEach((m, j) => {
+      const key = `${m.subject ?? ''}\u0000${m.san ?? ''}`
+      const owner = certificates.get(key)
+      if (owner !== undefined) problems.push(`${at}/credentials/certificates/${j}: the same certificate match already names consumer '${owner}'`)
+      else certificates.set(key, c.id)
+    })
   })
   cfg.routes.forEach((r, i) => {
     if (r.anonymous !== undefined && !ids.has(r.anonymous)) problems.push(`${source}: /routes/${i}/anonymous: no consumer has the id '${r.anonymous}'`)
@@ -148,6 +155,8 @@ function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   if (limits.bodyIdleTimeout !== undefined) limits.bodyIdleTimeout = toMs(limits.bodyIdleTimeout)
   cfg.timeouts = normalizeTimeouts(cfg.timeouts as unknown as Record<string, number | string>)
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
+  const tls = cfg.listen.tls as unknown as Record<string, number | string> | undefined
+  if (tls !== undefined) tls.handshakeTimeout = toMs(tls.handshakeTimeout as number | string)
   cfg.routes = cfg.routes.map((r): RouteConfig => ({
     ...r,
     // A route's own timeouts and client-IP settings override the global ones field by field.

@@ -97,6 +97,9 @@ export const codes = {
   GW_ERR_WORKER_START: createError('GW_ERR_WORKER_START', 'worker thread failed to start: %s', 500),
   GW_ERR_WASM: createError('GW_ERR_WASM', 'the WASM module could not be loaded: %s', 500),
 
+  /** TLS */
+  GW_ERR_TLS_CERT: createError('GW_ERR_TLS_CERT', "TLS file '%s' refused: %s", 500),
+
   /** Request: the `code` member of problem+json replies */
   GW_BAD_REQUEST: createError('GW_BAD_REQUEST', 'The request is malformed: %s', 400),
   GW_HEADERS_TOO_LARGE: createError('GW_HEADERS_TOO_LARGE', 'The request header block is too large', 431),
@@ -110,7 +113,10 @@ export const codes = {
   GW_PLUGIN_FAILURE: createError('GW_PLUGIN_FAILURE', 'A policy failed while handling the request', 500),
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),
   GW_UPSTREAM_BAD_RESPONSE: createError('GW_UPSTREAM_BAD_RESPONSE', 'The upstream service sent an invalid response', 502),
-  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504)
+  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
+  GW_UPSTREAM_TLS: createError('GW_UPSTREAM_TLS', "The upstream service's TLS certificate could not be verified", 502),
+  GW_MISDIRECTED_REQUEST: createError('GW_MISDIRECTED_REQUEST', 'The Host header names another server than the TLS connection (SNI) was made for', 421),
+  GW_HTTPS_REQUIRED: createError('GW_HTTPS_REQUIRED', 'This route is served over HTTPS only', 308)
 } as const
 
 export type ErrorCode = keyof typeof codes

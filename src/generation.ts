@@ -21,6 +21,7 @@ import type { RequestContext } from './types.js'
 import type { HotPath } from './shared-memory.js'
 import type { PoolRegistry } from './upstream/pools.js'
 import type { ProxyRoute, Target } from './upstream/proxy.js'
+import { upstreamConnectTls, upstreamTlsOf } from './tls/upstream.js'
 
 export interface CompiledRoute {
   info: RouteInfo
@@ -28,6 +29,8 @@ export interface CompiledRoute {
   proxy: ProxyRoute | undefined
   /** Who the client is on this route (its own clientIp settings, or the global ones). */
   client: ClientResolver
+  /** redirectToHttps: plain-HTTP requests get a 308 to https:// on this port. */
+  httpsPort: number | undefined
 }
 
 export type ClientResolver = (req: IncomingMessage) => ResolvedClient
@@ -45,6 +48,8 @@ export interface Generation {
   /** Every plugin instance, to close when the generation is retired. */
   instances: Array<{ name: string, hooks: PluginHooks }>
   pools: Set<import('undici').Pool>
+  /** The listener's certificates this generation was published with. */
+  tls: GenerationMessage['tls']
 }
 
 export interface BuildOptions {
@@ -129,11 +134,19 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       }
       const targets = targetsOf(route)
       let proxy: ProxyRoute | undefined
+      // Read in the dry run too, so a missing CA file refuses the config.
+      let upstreamTls
+      try {
+        upstreamTls = upstreamConnectTls(upstreamTlsOf(route), msg.configDir)
+      } catch (err) {
+        throw codes.GW_ERR_CONFIG_INVALID(msg.configDir, 1, { details: [`/routes/${ri}/upstream/tls/ca: ${(err as Error).message}`] })
+      }
       if (opts.mode === 'worker' && opts.pools !== undefined) {
         const connections = typeof route.upstream === 'string' ? 128 : route.upstream.connections ?? 128
         const built = targets.map((t) => {
           const u = new URL(t.url)
-          const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect })
+          const tls = u.protocol === 'https:' ? upstreamTls : undefined
+          const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect, ...(tls === undefined ? {} : { tls }) })
           if (pool === undefined) throw new Error('no pool registry')
           pools.add(pool)
           const target: Target = { origin: u.origin, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
@@ -156,9 +169,10 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client } })
+      const httpsPort = route.redirectToHttps === undefined || route.redirectToHttps === false ? undefined : (route.redirectToHttps === true ? 443 : route.redirectToHttps.port ?? 443)
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, httpsPort } })
     }
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, tls: msg.tls }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err

@@ -1,5 +1,7 @@
 import { createServer, STATUS_CODES } from 'node:http'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { TlsOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { HTTP_DEFAULTS } from './config-schema.js'
@@ -29,9 +31,9 @@ import { codes } from './errors.js'
  * connection is closed. CONNECT is refused (a gateway is not a forward proxy). `Expect:
  * 100-continue` goes to the request handler, which decides when to send the 100.
  */
-export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
+export function createHttpServer (config: GatewayConfig, log?: Logger, tls?: TlsOptions): Server {
   const l = config.limits
-  const server = createServer({
+  const options: ServerOptions = {
     maxHeaderSize: l.maxHeaderSize,
     requireHostHeader: true,
     joinDuplicateHeaders: false,
@@ -41,7 +43,10 @@ export function createHttpServer (config: GatewayConfig, log?: Logger): Server {
     keepAliveTimeout: l.keepAliveTimeout,
     connectionsCheckingInterval: 1000,
     noDelay: true
-  })
+  }
+  // A TLS listener (src/tls/) is the same HTTP server on top of TLS: every limit and refusal
+  // below applies to it unchanged. https.Server has http.Server's whole surface.
+  const server = tls === undefined ? createServer(options) : createHttpsServer({ ...options, ...tls }) as unknown as Server
   applyServerLimits(server, config)
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {

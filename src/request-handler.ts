@@ -14,6 +14,7 @@ import type { NormalizedTarget } from './path.js'
 import type { Pipeline } from './pipeline.js'
 import { runLogHooks, runRequestHooks } from './pipeline.js'
 import { proxy } from './upstream/proxy.js'
+import { tlsAnswer } from './tls/request.js'
 
 /** What the request handler reads from its worker: the live generation and counters. */
 export interface HandlerState {
@@ -148,6 +149,16 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     // protocol), so this connection ends with this response. Upgrade and HTTP2-Settings are
     // hop-by-hop: the upstream gets a plain request (CHECKLIST A27).
     if (up.upgrade) closeAfter(res)
+    const listenTls = live.gen.config.listen.tls
+    if (listenTls !== undefined || route?.httpsPort !== undefined) {
+      const answer = tlsAnswer(req, listenTls, route?.httpsPort, path, query)
+      if (answer !== undefined) {
+        // The body (if any) is not read: this connection cannot carry another request.
+        if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) closeAfter(res)
+        ctx.gatewayReply(answer.status, answer.code, answer.detail, answer.headers)
+        return
+      }
+    }
     const maxBody = route?.proxy?.maxBodySize
     if (maxBody !== undefined) {
       const cl = req.headers['content-length']

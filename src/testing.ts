@@ -12,7 +12,7 @@ import { codes } from './errors.js'
 import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
 import { checkPluginConfig } from './plugin-loader.js'
-import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
+import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo, TlsInfo } from './types.js'
 import type { ConsumerConfig, GatewayConfig } from './config-schema.js'
 import { makeConsumer, mergeResponseHeaders } from './context.js'
 import { keyDigest } from './config.js'
@@ -31,6 +31,8 @@ export interface FakeRequest {
   consumer?: ConsumerIdentity & { anonymous?: boolean }
   /** The request body, for plugins that read it with `ctx.readBody()`. */
   body?: string | Uint8Array
+  /** The connection's TLS (a TLS listener; mtls-auth reads `peerCertificate`); plain HTTP when absent. */
+  tls?: TlsInfo
 }
 
 /** What the plugin did with the request. */
@@ -115,6 +117,7 @@ class FakeContext implements RequestContext {
   readonly query: string
   readonly headers: IncomingHttpHeaders
   readonly client: ClientInfo
+  readonly tls: TlsInfo | undefined
   readonly route: RouteInfo
   readonly params: Readonly<Record<string, string | undefined>>
   id = ''
@@ -137,6 +140,7 @@ class FakeContext implements RequestContext {
 
   constructor (req: FakeRequest, plugin: string, log: Logger) {
     this.plugin = plugin
+    this.tls = req.tls
     this.method = (req.method ?? 'GET').toUpperCase()
     this.path = req.path ?? '/'
     this.query = req.query ?? ''
@@ -198,7 +202,7 @@ class FakeContext implements RequestContext {
 export interface HarnessOptions {
   log?: Logger
   /** The gateway's `consumers:` (plain `key`s are hashed as the gateway does). */
-  consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }> } }>
+  consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }>, certificates?: Array<{ subject?: string, san?: string }> } }>
 }
 
 function harnessConsumers (list: NonNullable<HarnessOptions['consumers']>): ConsumerConfig[] {
@@ -208,7 +212,8 @@ function harnessConsumers (list: NonNullable<HarnessOptions['consumers']>): Cons
     scopes: c.scopes ?? [],
     credentials: {
       keys: (c.credentials?.keys ?? []).map((k) => ({ digest: k.digest ?? keyDigest(k.key ?? ''), name: k.name })),
-      subjects: c.credentials?.subjects ?? []
+      subjects: c.credentials?.subjects ?? [],
+      certificates: c.credentials?.certificates ?? []
     }
   }))
 }

@@ -33,6 +33,32 @@ export interface ReplyOptions {
 }
 
 /** The client as the gateway sees it. */
+/** A client certificate, as the TLS handshake presented it. */
+export interface PeerCertificateInfo {
+  /** The subject's common name (CN), '' when it has none. */
+  readonly subject: string
+  /** subjectAltName entries as Node prints them: `DNS:a.example`, `URI:spiffe://x`, `email:a@b`, `IP Address:10.0.0.1`. */
+  readonly san: readonly string[]
+  /** The issuer's common name. */
+  readonly issuer: string
+  readonly fingerprint256: string
+  /** True when it chains to the listener's clientCertificates CA. Never trust an unverified one. */
+  readonly verified: boolean
+}
+
+/** The connection's TLS, on a TLS listener. */
+export interface TlsInfo {
+  /** `TLSv1.3`, `TLSv1.2` */
+  readonly protocol: string
+  readonly cipher: string
+  /** The SNI name the client sent (lower-case), undefined without SNI. */
+  readonly servername: string | undefined
+  /** The client certificate (mTLS), undefined when none was sent. */
+  readonly peerCertificate: PeerCertificateInfo | undefined
+  /** Why a client certificate was not verified (OpenSSL's reason), when it was not. */
+  readonly authorizationError: string | undefined
+}
+
 export interface ClientInfo {
   /** Resolved client address (IPv4-mapped IPv6 is given as plain IPv4). */
   ip: string
@@ -105,6 +131,8 @@ export interface RequestContext {
   /** Request headers (lower-case names, as Node parses them). */
   readonly headers: IncomingHttpHeaders
   readonly client: ClientInfo
+  /** The connection's TLS (protocol, SNI name, client certificate); undefined over plain HTTP. */
+  readonly tls: TlsInfo | undefined
   readonly route: RouteInfo
   /** Values of `:name` segments of the route pattern. */
   readonly params: Readonly<Record<string, string | undefined>>
@@ -306,6 +334,8 @@ export interface GenerationMessage {
   prepared: Record<string, unknown>
   /** IP table region (0 = A, 1 = B) holding this generation's sets. */
   ipRegion: number
+  /** The listener's certificates (listen.tls), read and checked by the acceptor. */
+  tls?: import('./tls/material.js').TlsMaterial
 }
 
 export type AcceptorToWorker =
@@ -318,6 +348,8 @@ export type AcceptorToWorker =
   /** Build and switch at once: a thread that started during an update catching up. */
   | { type: 'generation', generation: GenerationMessage }
   | { type: 'drain', deadlineMs: number }
+  /** The certificate files changed and passed the checks: serve them to new connections. */
+  | { type: 'tls-material', tls: import('./tls/material.js').TlsMaterial }
 
 export type WorkerToAcceptor =
   | { type: 'ready', slot: number, threadId: number, generation: number, address: { address: string, port: number, family: string } }

@@ -12,6 +12,7 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
+import { TlsListener } from './tls/listener.js'
 
 function live (gen: Generation): LiveGeneration {
   return { gen, inFlight: 0, onIdle: undefined }
@@ -43,7 +44,11 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
   const state: HandlerState = { current: live(first), draining: false, log, stats }
-  const server = createHttpServer(first.config, log)
+  // A TLS listener terminates TLS here, in the worker, on its own socket (src/tls/).
+  const tlsCfg = first.config.listen.tls
+  const tls = tlsCfg !== undefined && first.tls !== undefined ? new TlsListener(tlsCfg, first.tls, log) : undefined
+  const server = createHttpServer(first.config, log, tls?.options())
+  tls?.attach(server)
   let served = 0
   const handler = createRequestHandler(state)
   server.on('request', (req, res) => { served++; handler(req, res) })
@@ -69,10 +74,21 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
     else old.onIdle = close
   }
 
+  const applyTls = (cfg: Generation['config']['listen']['tls'], material: Generation['tls']): void => {
+    if (tls === undefined || cfg === undefined || material === undefined) return
+    try {
+      tls.update(cfg, material)
+    } catch (err) {
+      // Checked by the acceptor first; if this thread still cannot build it, it keeps the old.
+      log.error({ err }, 'new certificates could not be used; the old ones stay')
+    }
+  }
+
   const switchTo = (gen: Generation): void => {
     const old = state.current
     state.current = live(gen)
     applyServerLimits(server, gen.config)
+    applyTls(gen.config.listen.tls, gen.tls)
     stats.setGeneration(gen.number)
     retire(old)
     send({ type: 'generation-applied', number: gen.number })
@@ -107,6 +123,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
       } else if (m.type === 'generation') {
         // Catch-up for a thread that started while an update was being applied.
         build(m.generation).then(switchTo, (err: unknown) => failed(m.generation.number, err))
+      } else if (m.type === 'tls-material') {
+        applyTls(state.current.gen.config.listen.tls, m.tls)
       } else if (m.type === 'drain') {
         state.draining = true
         // Stop accepting (this closes only our own socket), and let idle keep-alive

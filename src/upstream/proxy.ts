@@ -8,6 +8,7 @@ import { closeAfter, onParseFailure } from '../http-server.js'
 import type { Pipeline } from '../pipeline.js'
 import { runResponseHooks } from '../pipeline.js'
 import type { Balancer } from './balancer.js'
+import { isCertificateError } from '../tls/upstream.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -84,7 +85,7 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
   // alone; whatever the client claimed in X-Real-IP or Forwarded is dropped above.
   out.push('x-forwarded-for', ctx.client.forwardedFor)
   out.push('x-real-ip', ctx.client.ip)
-  out.push('x-forwarded-proto', route.proto)
+  out.push('x-forwarded-proto', ctx.tls === undefined ? route.proto : 'https')
   out.push('x-forwarded-port', String(ctx.req.socket.localPort ?? ''))
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
@@ -389,6 +390,8 @@ function failed (ctx: Context, err: Error, cut: Cut, refusal?: { status: number,
   }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
+  } else if (isCertificateError(code)) {
+    ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
   } else if (code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH' || code === 'ECONNABORTED' || ctx.req.errored !== null) {
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
   } else if (code.startsWith('HPE_') || err.name === 'HTTPParserError' || code === 'GW_UPSTREAM_FRAMING' || code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' || code === 'UND_ERR_INFO') {
