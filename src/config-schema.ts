@@ -85,7 +85,7 @@ const upstreamTls = {
   properties: {
     ca: { type: 'string', minLength: 1, description: 'PEM file of the CA certificate(s) the upstream certificate must chain to (relative to the config file); default: the system CA store' },
     servername: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', description: 'SNI name sent and checked against the certificate; default: the target host' },
-    insecureSkipVerify: { type: 'boolean', default: false, description: 'Accept any upstream certificate. Logged as a warning on every start and update' }
+    insecureSkipVerify: { type: 'boolean', description: 'Accept any upstream certificate (default false). Logged as a warning on every start and update' }
   }
 } as const
 
@@ -376,7 +376,7 @@ export interface TimeoutsConfig { connect: number, headers: number, body: number
 
 export interface UpstreamTarget { url: string, weight?: number }
 
-export interface UpstreamTlsConfig { ca?: string, servername?: string, insecureSkipVerify: boolean }
+export interface UpstreamTlsConfig { ca?: string, servername?: string, insecureSkipVerify?: boolean }
 
 export interface ListenTlsConfig {
   certificates: Array<{ cert: string, key: string, serverNames?: string[] }>

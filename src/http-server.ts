@@ -54,6 +54,13 @@ export function createHttpServer (config: GatewayConfig, log?: Logger, tls?: Tls
     // The parser stays failed: more bytes on this connection report the same error again.
     if (failed.has(s)) return
     failed.add(s)
+    // TLS-layer failures (a renegotiation attempt, CHECKLIST I3) end the connection: there
+    // is no HTTP request to answer, and the TLS state may be mid-handshake.
+    if (err.code?.startsWith('ERR_TLS_') === true || err.code?.startsWith('ERR_SSL_') === true) {
+      log?.debug({ code: err.code, reason: err.message }, 'TLS connection closed')
+      s.destroy()
+      return
+    }
     log?.debug({ code: err.code, reason: err.message }, 'client request refused by the parser')
     const [status, code, detail] = classify(err)
     const incoming = s.parser?.incoming

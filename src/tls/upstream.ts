@@ -23,7 +23,7 @@ export function upstreamTlsOf (route: RouteConfig): UpstreamTlsConfig | undefine
  */
 export function upstreamConnectTls (tls: UpstreamTlsConfig | undefined, dir: string): UpstreamConnectTls | undefined {
   if (tls === undefined) return undefined
-  const out: UpstreamConnectTls = { rejectUnauthorized: !tls.insecureSkipVerify }
+  const out: UpstreamConnectTls = { rejectUnauthorized: tls.insecureSkipVerify !== true }
   if (tls.ca !== undefined) {
     const path = isAbsolute(tls.ca) ? tls.ca : resolve(dir, tls.ca)
     let text: string
