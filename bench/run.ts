@@ -17,6 +17,7 @@ import { ratio, spread } from './lib/stats.js'
 import { startUpstream, subjects, type RunningSubject, type SubjectContext } from './subjects.js'
 import { authTargets } from './auth-subjects.js'
 import { validateTargets } from './validate-subjects.js'
+import { tlsTargets } from './tls-subjects.js'
 
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
@@ -91,7 +92,8 @@ const message = (err: unknown): string => (err instanceof Error ? err.message : 
 /** One GET through the subject: it must answer 200 with the upstream's body. */
 async function preflight(url: string, expectedBody: string | undefined, headers: Record<string, string> = {}): Promise<string> {
   const target = new URL(url)
-  const client = new Client(target.origin, { headersTimeout: 5_000, bodyTimeout: 5_000, connectTimeout: 5_000 })
+  // https subjects use a self-signed certificate made for the run (bench/tls-subjects.ts).
+  const client = new Client(target.origin, { headersTimeout: 5_000, bodyTimeout: 5_000, connect: { timeout: 5_000, rejectUnauthorized: target.protocol !== 'https:' } })
   try {
     const res = await client.request({ path: target.pathname, method: 'GET', headers })
     const body = await res.body.text()
@@ -333,7 +335,7 @@ async function main(): Promise<number> {
     })
     if (paired.length === 0) continue
     const x = spread(paired)
-    const goal = authTargets[r.name] ?? validateTargets[r.name]
+    const goal = authTargets[r.name] ?? validateTargets[r.name] ?? tlsTargets[r.name]
     // CPU per request, tollgate's over the subject's: the throughput ratio the CPU cost
     // alone predicts for a CPU-bound gateway.
     const cpu = r.rounds.flatMap((round) => {

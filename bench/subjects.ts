@@ -6,6 +6,7 @@ import { startTollgateWithConfig } from './lib/tollgate.js'
 import { announcedPort, tollgateListening } from './lib/ready.js'
 import { authSubjects } from './auth-subjects.js'
 import { validateSubjects } from './validate-subjects.js'
+import { tlsSubjects } from './tls-subjects.js'
 
 export interface SubjectContext {
   /** Base URL of the shared upstream, e.g. http://127.0.0.1:41234 */
@@ -94,7 +95,7 @@ const coreSubjects: readonly Subject[] = [
   },
 ]
 
-export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects, ...validateSubjects]
+export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects, ...validateSubjects, ...tlsSubjects]
 
 /**
  * A config with the issue's policy set: a deny list of 1,000,000 distinct /32s and /24s (none
