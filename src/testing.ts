@@ -201,6 +201,8 @@ class FakeContext implements RequestContext {
 
 export interface HarnessOptions {
   log?: Logger
+  /** The gateway's `listen` block as plugins see it (mtls-auth needs `tls.clientCertificates`). */
+  listen?: GatewayConfig['listen']
   /** The gateway's `consumers:` (plain `key`s are hashed as the gateway does). */
   consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }>, certificates?: Array<{ subject?: string, san?: string }> } }>
 }
@@ -239,7 +241,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
   // shared memory, so plugins that use the WASM tables work here too.
   const prepared = await runPrepareFor(plugin as unknown as Plugin, ref, shared)
   const gateway: GatewayConfig = {
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: opts.listen ?? { host: '127.0.0.1', port: 0 },
     workers: 1,
     logLevel: 'silent',
     limits: {} as never,

@@ -111,7 +111,9 @@ t.test('a config whose TLS files are missing or wrong is refused whole, with the
     [{ listen: { tls: { certificates: [{ cert: 'garbage.pem', key: 'b.key' }] } } }, /\/listen\/tls\/certificates\/0\/cert: .*no PEM certificate/],
     [{ listen: { tls: { certificates: [{ cert: 'a.pem', key: 'b.key' }], minVersion: 'TLSv1.1' } } }, /\/listen\/tls\/minVersion/],
     [{ routes: [{ name: 'r', match: { path: '/' }, upstream: { targets: ['https://127.0.0.1:1'], tls: { ca: 'nope.pem' } } }] }, /\/routes\/0\/upstream\/tls\/ca: .*cannot read/],
-    [{ routes: [{ name: 'r', match: { path: '/' }, upstream: 'http://127.0.0.1:1', plugins: [{ name: 'mtls-auth' }] }] }, /mtls-auth needs a TLS listener/]
+    [{ routes: [{ name: 'r', match: { path: '/' }, upstream: 'http://127.0.0.1:1', plugins: [{ name: 'mtls-auth' }] }] }, /mtls-auth needs a TLS listener/],
+    [{ consumers: [{ id: 'a', credentials: { certificates: [{ subject: 'x' }] } }, { id: 'b', credentials: { certificates: [{ subject: 'x' }] } }] }, /\/consumers\/1\/credentials\/certificates\/0: the same certificate match already names consumer 'a'/],
+    [{ consumers: [{ id: 'a', credentials: { certificates: [{}] } }] }, /\/consumers\/0\/credentials\/certificates\/0/]
   ]
   for (const [cfg, want] of cases) {
     const file = join(dir, 'gw.json')
