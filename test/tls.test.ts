@@ -164,3 +164,55 @@ t.test('TLS listener: versions, ciphers, SNI, Host, HSTS, handshake timeout, ren
     t.equal(still.status, 200)
   })
 })
+
+t.test('H6: rotation under load has no failed handshakes; with watch off, a policy update (SIGHUP) re-reads the files', async (t) => {
+  const ca = makeCa('Rotation CA', (fn) => t.teardown(fn))
+  const first = issue(ca, 'rot.test')
+  const cert = join(ca.dir, 'rot.pem')
+  const key = join(ca.dir, 'rot.key')
+  writeFileSync(cert, first.cert)
+  writeFileSync(key, first.key)
+  const up = await startUpstream(t)
+  const gw = await startGateway(t, {
+    config: {
+      listen: { host: '127.0.0.1', port: 0, tls: { certificates: [{ cert, key }], watch: false } },
+      routes: [{ name: 'all', match: { path: '/' }, upstream: up.url }]
+    }
+  })
+  const fingerprint = async (): Promise<string | undefined> => (await tlsRequest(gw.port, { servername: 'rot.test' })).socket.getPeerX509Certificate()?.fingerprint256
+
+  // New connections, 4 at a time, bounded in count, while the certificate changes under them.
+  let failures = 0
+  let served = 0
+  let stop = false
+  const loop = async (): Promise<void> => {
+    for (let i = 0; i < 200 && !stop; i++) {
+      try {
+        const r = await tlsRequest(gw.port, { servername: 'rot.test' })
+        if (r.status === 200) served++
+        else failures++
+      } catch {
+        failures++
+      }
+    }
+  }
+  const load = Promise.all([loop(), loop(), loop(), loop()])
+
+  const second = issue(ca, 'rot.test')
+  writeFileSync(key, second.key)
+  writeFileSync(cert, second.cert)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  t.equal(await fingerprint(), new X509Certificate(first.cert).fingerprint256, 'watch: false: the change is not picked up by itself')
+  gw.proc.kill('SIGHUP')
+  const want = new X509Certificate(second.cert).fingerprint256
+  let seen: string | undefined
+  for (let i = 0; i < 100 && seen !== want; i++) {
+    seen = await fingerprint()
+    if (seen !== want) await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+  t.equal(seen, want, 'after SIGHUP, new connections get the new certificate')
+  stop = true
+  await load
+  t.ok(served > 0, `${served} requests served during the rotation`)
+  t.equal(failures, 0, 'no handshake or request failed')
+})
