@@ -45,7 +45,13 @@ export class TlsListener {
   update (cfg: ListenTlsConfig, material: TlsMaterial): void {
     if (material === this.#material && cfg === this.#cfg) return
     const table = new SniTable(cfg, material)
-    ;(this.#server as unknown as TlsServer | undefined)?.setSecureContext(defaultContextOptions(cfg, material))
+    const server = this.#server as unknown as (TlsServer & { requestCert?: boolean, rejectUnauthorized?: boolean }) | undefined
+    server?.setSecureContext(defaultContextOptions(cfg, material))
+    // Read by Node for each new connection; handshakeTimeout is fixed when the server starts.
+    if (server !== undefined) {
+      server.requestCert = cfg.clientCertificates !== undefined
+      server.rejectUnauthorized = cfg.clientCertificates?.mode === 'required'
+    }
     this.#holder.table = table
     this.#cfg = cfg
     this.#material = material
