@@ -8,7 +8,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startTollgateWithConfig } from './lib/tollgate.js'
-import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
+import type { RunningSubject, Subject, SubjectContext, SubjectGroup } from './subjects.js'
 
 const HOST = '127.0.0.1'
 
@@ -43,6 +43,8 @@ export const tlsSubjects: readonly Subject[] = [
     start: startTls
   }
 ]
+
+export const tlsGroup: SubjectGroup = { name: 'tls', description: 'TLS termination with keep-alive; compare with tollgate', subjects: tlsSubjects }
 
 /** Issue 5's target, as a fraction of the `tollgate` subject's req/s. */
 export const tlsTargets: Readonly<Record<string, number>> = {

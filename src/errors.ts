@@ -106,6 +106,7 @@ export const codes = {
   GW_REQUEST_TIMEOUT: createError('GW_REQUEST_TIMEOUT', 'The client did not send the request in time', 408),
   GW_VERSION_NOT_SUPPORTED: createError('GW_VERSION_NOT_SUPPORTED', 'HTTP version %s is not supported', 505),
   GW_NOT_IMPLEMENTED: createError('GW_NOT_IMPLEMENTED', 'The request needs a feature the gateway does not implement: %s', 501),
+  GW_WEBSOCKET_HANDSHAKE: createError('GW_WEBSOCKET_HANDSHAKE', 'The WebSocket opening handshake is invalid: %s', 400),
   GW_NO_ROUTE: createError('GW_NO_ROUTE', 'No route matches %s', 404),
   GW_METHOD_NOT_ALLOWED: createError('GW_METHOD_NOT_ALLOWED', 'Method %s is not allowed on this route', 405),
   GW_BODY_TOO_LARGE: createError('GW_BODY_TOO_LARGE', 'The request body is too large', 413),

@@ -12,6 +12,10 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
+import { responseForUpgrade } from './upgrade-response.js'
+import { Tunnels } from './upstream/websocket.js'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { TlsListener } from './tls/listener.js'
 
 function live (gen: Generation): LiveGeneration {
@@ -43,7 +47,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const stats = new WorkerStats(task.memory, task.slot)
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
-  const state: HandlerState = { current: live(first), draining: false, log, stats }
+  const tunnels = new Tunnels()
+  const state: HandlerState = { current: live(first), draining: false, log, stats, tunnels }
   // A TLS listener terminates TLS here, in the worker, on its own socket (src/tls/).
   const tlsCfg = first.config.listen.tls
   const tls = tlsCfg !== undefined && first.tls !== undefined ? new TlsListener(tlsCfg, first.tls, log) : undefined
@@ -52,6 +57,20 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   let served = 0
   const handler = createRequestHandler(state)
   server.on('request', (req, res) => { served++; handler(req, res) })
+  // Node hands a request with Connection: Upgrade to 'upgrade' listeners as a raw socket
+  // (the parser stops at the end of its head), and to 'request' as an ordinary request when
+  // there is none. So the listener is there only while some route proxies WebSocket: without
+  // one, every upgrade request is parsed and answered exactly as before (body included).
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    served++
+    socket.on('error', () => {})
+    handler(req, responseForUpgrade(req, socket), { socket, head })
+  }
+  const takeUpgrades = (gen: Generation): void => {
+    server.off('upgrade', onUpgrade)
+    if (gen.websocket) server.on('upgrade', onUpgrade)
+  }
+  takeUpgrades(first)
 
   let address: AddressInfo
   try {
@@ -88,6 +107,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
     const old = state.current
     state.current = live(gen)
     applyServerLimits(server, gen.config)
+    takeUpgrades(gen)
     applyTls(gen.config.listen.tls, gen.tls)
     stats.setGeneration(gen.number)
     retire(old)
@@ -131,7 +151,9 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
         // connections go now; busy ones close after their response (Connection: close).
         server.close()
         server.closeIdleConnections()
-        const deadline = setTimeout(() => server.closeAllConnections(), m.deadlineMs)
+        // WebSocket tunnels are no longer the server's connections: they run until the drain
+        // period ends, and are closed with everything else then.
+        const deadline = setTimeout(() => { server.closeAllConnections(); tunnels.closeAll() }, m.deadlineMs)
         deadline.unref()
         const check = setInterval(() => {
           if (stats.read().inFlight === 0) server.closeIdleConnections()
