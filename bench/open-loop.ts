@@ -57,7 +57,8 @@ export async function openLoop (spec: OpenLoopSpec): Promise<OpenLoopResult> {
 
 async function schedule (spec: OpenLoopSpec): Promise<OpenLoopResult> {
   const url = new URL(spec.url)
-  const pool = new Pool(url.origin, { connections: spec.connections, pipelining: 1, headersTimeout: DRAIN_MS, bodyTimeout: DRAIN_MS, keepAliveTimeout: 30_000 })
+  // https subjects serve a self-signed certificate made for the run (bench/tls-subjects.ts).
+  const pool = new Pool(url.origin, { connections: spec.connections, pipelining: 1, headersTimeout: DRAIN_MS, bodyTimeout: DRAIN_MS, keepAliveTimeout: 30_000, connect: { rejectUnauthorized: url.protocol !== 'https:' } })
   const histogram = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: 3 })
   const statuses: Record<string, number> = {}
   const errorKinds: Record<string, number> = {}

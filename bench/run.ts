@@ -26,6 +26,7 @@ import { ratio, spread } from './lib/stats.js'
 import { SkipSubject, type RunningSubject, type Subject, type SubjectContext, type SubjectGroup } from './lib/subject.js'
 import { loadSubjectGroups, startUpstream } from './subjects.js'
 import { validateTargets } from './validate-subjects.js'
+import { tlsTargets } from './tls-subjects.js'
 
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
@@ -333,7 +334,7 @@ function targets (records: readonly SubjectRecord[]): string[] {
   const policed = rps('tollgate-ip-rate')
   if (plain !== undefined && policed !== undefined) judge('tollgate-ip-rate / tollgate req/s', policed / plain, 0.9)
   for (const r of records) {
-    const goal = authTargets[r.name] ?? validateTargets[r.name]
+    const goal = authTargets[r.name] ?? validateTargets[r.name] ?? tlsTargets[r.name]
     const v = r.summary?.vsTollgate
     if (goal !== undefined && v != null) judge(`${r.name} / tollgate req/s (median of per-round ratios)`, v.median, goal)
   }

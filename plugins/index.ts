@@ -13,6 +13,7 @@ export const builtinPlugins: Readonly<Record<string, string>> = Object.freeze({
   'key-auth': new URL('./key-auth/index.js', import.meta.url).href,
   'jwt-auth': new URL('./jwt-auth/index.js', import.meta.url).href,
   'oauth2-introspection': new URL('./oauth2-introspection/index.js', import.meta.url).href,
+  'mtls-auth': new URL('./mtls-auth/index.js', import.meta.url).href,
   acl: new URL('./acl/index.js', import.meta.url).href,
   scopes: new URL('./scopes/index.js', import.meta.url).href,
   'request-validator': new URL('./request-validator/index.js', import.meta.url).href,

@@ -21,6 +21,10 @@ import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } fro
 import type { HotPath } from './shared-memory.js'
 import type { GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { UpstreamRegistry } from './upstream/registry.js'
+import { loadTlsMaterial, TlsFileError } from './tls/material.js'
+import type { TlsMaterial } from './tls/material.js'
+import { CertWatcher } from './tls/reload.js'
+import { warnInsecureUpstreams } from './tls/upstream.js'
 
 /** A validated config with its plugins resolved and prepared: what a generation is made from. */
 export interface PreparedConfig {
@@ -33,6 +37,8 @@ export interface PreparedConfig {
   ipRegion: IpRegion
   /** What worker threads get: the config without the keys plugins' prepare() consumed. */
   workerConfig: GatewayConfig
+  /** The listener's certificates, read from their files (listen.tls). */
+  tls?: TlsMaterial
   /** Set when the IP sets are not yet in `ipRegion`: compiles and writes them (publish). */
   writeIpTable?: () => void
 }
@@ -80,14 +86,24 @@ export async function prepareConfig (raw: RawConfig, log: Logger, shared: Shared
     }
   }
   const workerConfig = configForWorkers(config, plugins)
-  const out: PreparedConfig = { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
+  let tls: TlsMaterial | undefined
+  if (config.listen.tls !== undefined) {
+    try {
+      tls = loadTlsMaterial(config.listen.tls, raw.dir)
+    } catch (err) {
+      if (!(err instanceof TlsFileError)) throw err
+      throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.at}: ${codes.GW_ERR_TLS_CERT(err.file, err.reason).message}`] })
+    }
+  }
+  warnInsecureUpstreams(config, log)
+  const out: PreparedConfig = { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig, tls }
   // A live update skips the dry run: every worker builds the generation before any switches
   // to it (publish), which is the same check, so a failure there is reported the same way.
   // Its IP table is compiled there too, while the workers build (they need only set ids).
   if (opts.dryRun === false) return { ...out, writeIpTable: writeTable }
   writeTable()
   // The dry run sees exactly what the workers will see.
-  const msg: GenerationMessage = { number: 0, config: workerConfig, configDir: raw.dir, modules, prepared, ipRegion: region }
+  const msg: GenerationMessage = { number: 0, config: workerConfig, configDir: raw.dir, modules, prepared, ipRegion: region, tls }
   try {
     const gen = await buildGeneration(msg, { mode: 'dry-run', log, hotPath: shared.hotPath })
     await closeInstances(gen.instances, log)
@@ -156,6 +172,7 @@ export class Acceptor {
   #retiredWaiters: Array<() => void> = []
   /** Upstream health and ejection state shared with workers; active probes run here. */
   readonly #upstreams: UpstreamRegistry
+  #certWatcher: CertWatcher | undefined
   readonly startedAt = Date.now()
   /** /metrics: set once the slots exist (start()). */
   metrics: GatewayMetrics | undefined
@@ -188,7 +205,42 @@ export class Acceptor {
 
   #message (): GenerationMessage {
     const p = this.#prepared
-    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion, upstreams: this.#upstreams.sync(p.config) }
+    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion, upstreams: this.#upstreams.sync(p.config), tls: p.tls }
+  }
+
+  /**
+   * Watch the listener's certificate files (listen.tls.watch). A change is read and checked
+   * like a config's; good material goes to every worker (new connections get it, open ones
+   * keep theirs), and a bad file is logged and the certificates being served stay.
+   */
+  #watchCertificates (): void {
+    this.#certWatcher?.close()
+    this.#certWatcher = undefined
+    const { tls: cfg } = this.#prepared.config.listen
+    const files = this.#prepared.tls?.files
+    if (cfg === undefined || files === undefined || !cfg.watch) return
+    this.#certWatcher = new CertWatcher(files, () => { void this.serialize(async () => await this.reloadCertificates()) })
+  }
+
+  /** Re-read the certificate files and hand them to the workers; false when they are refused. */
+  async reloadCertificates (): Promise<boolean> {
+    const p = this.#prepared
+    if (p.config.listen.tls === undefined || this.#closing) return false
+    let tls: TlsMaterial
+    try {
+      tls = loadTlsMaterial(p.config.listen.tls, p.dir)
+    } catch (err) {
+      if (!(err instanceof TlsFileError)) throw err
+      const e = codes.GW_ERR_TLS_CERT(err.file, err.reason)
+      this.#log.error({ code: e.code, at: err.at, file: err.file, reason: err.reason }, 'certificate files not reloaded; the certificates being served stay')
+      return false
+    }
+    this.#prepared = { ...p, tls }
+    const record = this.#generations.get(this.#generation)
+    if (record !== undefined) record.prepared = this.#prepared
+    for (const s of this.#slots) if (s.ready) s.port?.postMessage({ type: 'tls-material', tls })
+    this.#log.info({ certificates: tls.certificates.map((c) => ({ file: c.certFile, names: c.names, notAfter: c.notAfter })) }, 'certificates reloaded')
+    return true
   }
 
   async start (): Promise<ListeningInfo> {
@@ -217,6 +269,7 @@ export class Acceptor {
     try {
       await Promise.all(ready)
       this.#started = true
+      this.#watchCertificates()
     } catch (err) {
       await this.close(0)
       throw err
@@ -299,7 +352,13 @@ export class Acceptor {
   async prepareNext (raw: RawConfig): Promise<PreparedConfig> {
     const region = nextIpRegion(this.memory)
     await this.#waitForRegion(region)
-    return await prepareConfig(raw, this.#log, this.#shared, region, { dryRun: false })
+    const next = await prepareConfig(raw, this.#log, this.#shared, region, { dryRun: false })
+    // The workers' servers are plain or TLS from the start: say so rather than keep serving
+    // plain HTTP under a config that asks for TLS.
+    if ((next.config.listen.tls === undefined) !== (this.#prepared.config.listen.tls === undefined)) {
+      throw codes.GW_ERR_UPDATE_FAILED('turning TLS on or off on the listener needs a restart')
+    }
+    return next
   }
 
   /**
@@ -310,7 +369,7 @@ export class Acceptor {
    */
   async publish (next: PreparedConfig, beforeCommit?: () => Promise<void>): Promise<number> {
     const number = this.#generation + 1
-    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion, upstreams: this.#upstreams.sync(next.config) }
+    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion, upstreams: this.#upstreams.sync(next.config), tls: next.tls }
     const slots = this.#slots.filter((s) => s.ready)
     const building = this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
     // The workers build on their threads while this one compiles the IP table; a bad list is
@@ -353,6 +412,7 @@ export class Acceptor {
     switchIpRegion(this.memory, next.ipRegion)
     setGeneration(this.memory, number)
     this.#upstreams.retain(next.config)
+    this.#watchCertificates()
     await this.#collect(slots, `generation-applied:${number}`, (s) => s.port?.postMessage({ type: 'commit-generation', number }))
     // Records no worker can be running any more are dropped.
     for (const n of this.#generations.keys()) {
@@ -435,6 +495,7 @@ export class Acceptor {
   async close (deadlineMs: number): Promise<void> {
     if (this.#closing) return
     this.#closing = true
+    this.#certWatcher?.close()
     for (const s of this.#slots) {
       if (s.ready) s.port?.postMessage({ type: 'drain', deadlineMs })
       else closeListenFd(s.fd)

@@ -82,6 +82,46 @@ const clientIp = {
 
 const routeClientIp = { type: 'object', additionalProperties: false, properties: clientIpProps } as const
 
+/** The listener's TLS (src/tls/): certificates, SNI, protocol floor, client certificates. */
+const listenTls = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['certificates'],
+  properties: {
+    certificates: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 1000,
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['cert', 'key'],
+        properties: {
+          cert: { type: 'string', minLength: 1, description: 'PEM file: the certificate, then its chain (relative to the config file)' },
+          key: { type: 'string', minLength: 1, description: 'PEM file: the private key' },
+          serverNames: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^(\\*\\.)?[A-Za-z0-9.-]+$' }, description: 'SNI names served with this certificate (exact, or *.example.com); default: the DNS names of its subjectAltName' }
+        }
+      },
+      description: 'The first is the default certificate (no SNI, or an SNI no certificate names); the others are chosen by SNI'
+    },
+    unknownServerName: { type: 'string', enum: ['default', 'reject'], default: 'default', description: 'An SNI name no certificate serves: the default certificate, or a refused handshake' },
+    minVersion: { type: 'string', enum: ['TLSv1.2', 'TLSv1.3'], default: 'TLSv1.2', description: 'Lowest TLS version accepted (1.3 is preferred whenever the client has it)' },
+    ciphers: { type: 'string', minLength: 1, pattern: '^[A-Za-z0-9_:+!@-]+$', description: 'OpenSSL cipher list for TLS 1.2; default: the Mozilla intermediate profile (ECDHE with AES-GCM or ChaCha20-Poly1305)' },
+    handshakeTimeout: { ...duration, default: 10000, description: 'A connection that has not finished its handshake by then is closed' },
+    sniHostMatch: { type: 'boolean', default: true, description: 'With SNI, a request whose Host names another server is answered 421' },
+    watch: { type: 'boolean', default: true, description: 'Reload the certificate files when they change' },
+    clientCertificates: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['mode', 'ca'],
+      properties: {
+        mode: { type: 'string', enum: ['required', 'optional'], description: 'required: a handshake without a certificate the CA signed is refused; optional: one is asked for, and the mtls-auth plugin decides' },
+        ca: { type: 'string', minLength: 1, description: 'PEM file of the CA certificate(s) client certificates must chain to' }
+      }
+    }
+  }
+} as const
+
 /** Ids and group names travel upstream in headers: only characters safe there. */
 const identifier = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}$' } as const
 
@@ -124,6 +164,21 @@ const consumer = {
           },
           default: [],
           description: 'Token identities (JWT or introspected) that are this consumer'
+        },
+        certificates: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            minProperties: 1,
+            properties: {
+              subject: { type: 'string', minLength: 1, maxLength: 256, description: "The client certificate subject's common name (CN)" },
+              san: { type: 'string', pattern: '^(DNS|URI|email|IP Address):[^,\\s]{1,256}$', description: 'One subjectAltName entry, as DNS:client.example, URI:spiffe://example/client, email:a@example or IP Address:10.0.0.1' }
+            },
+            description: 'Matches when every field given matches the verified certificate'
+          },
+          default: [],
+          description: 'Client certificates (mTLS, the mtls-auth plugin) that are this consumer'
         }
       },
       default: {}
@@ -205,6 +260,13 @@ const route = {
     },
     clientIp: routeClientIp,
     anonymous: { ...identifier, description: 'A consumer id given to requests that send no credentials, instead of a 401' },
+    redirectToHttps: {
+      anyOf: [
+        { type: 'boolean' },
+        { type: 'object', additionalProperties: false, properties: { port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Port of the HTTPS listener; default 443' } } }
+      ],
+      description: 'Requests over plain HTTP are answered 308 with the https:// URL (nothing is proxied); requests over TLS are served'
+    },
     plugins: { type: 'array', items: pluginRef, default: [] }
   }
 } as const
@@ -222,7 +284,8 @@ export const gatewaySchema = {
       additionalProperties: false,
       properties: {
         host: { type: 'string', minLength: 1, default: '127.0.0.1' },
-        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 }
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 8080 },
+        tls: listenTls
       },
       default: {}
     },
@@ -294,6 +357,19 @@ export interface TimeoutsConfig { connect: number, headers: number, body: number
 
 export interface UpstreamTarget { url: string, weight?: number }
 
+export interface UpstreamTlsConfig { ca?: string, servername?: string, insecureSkipVerify?: boolean }
+
+export interface ListenTlsConfig {
+  certificates: Array<{ cert: string, key: string, serverNames?: string[] }>
+  unknownServerName: 'default' | 'reject'
+  minVersion: 'TLSv1.2' | 'TLSv1.3'
+  ciphers?: string
+  handshakeTimeout: number
+  sniHostMatch: boolean
+  watch: boolean
+  clientCertificates?: { mode: 'required' | 'optional', ca: string }
+}
+
 export interface RouteConfig {
   name: string
   match: { path: string, exact: boolean, caseInsensitive?: boolean, methods?: string[], host?: string | string[] }
@@ -310,6 +386,7 @@ export interface RouteConfig {
   /** Always complete after validation: the global block merged under the route's own. */
   clientIp: ClientIpConfig
   anonymous?: string
+  redirectToHttps?: boolean | { port?: number }
   plugins: PluginRef[]
 }
 
@@ -331,7 +408,7 @@ export interface ClientIpConfig {
 
 /** The config after validation: defaults filled in, durations in milliseconds. */
 export interface GatewayConfig {
-  listen: { host: string, port: number }
+  listen: { host: string, port: number, tls?: ListenTlsConfig }
   workers: number
   logLevel: string
   limits: {
@@ -370,5 +447,6 @@ export interface ConsumerConfig {
   credentials: {
     keys: Array<{ digest: string, name?: string }>
     subjects: Array<{ issuer: string, subject: string }>
+    certificates: Array<{ subject?: string, san?: string }>
   }
 }

@@ -114,6 +114,7 @@ function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string
   const ids = new Map<string, number>()
   const digests = new Map<string, string>()
   const subjects = new Map<string, string>()
+  const certificates = new Map<string, string>()
   cfg.consumers.forEach((c, i) => {
     const at = `${source}: /consumers/${i}`
     if (ids.has(c.id)) problems.push(`${at}/id: consumer id '${c.id}' is used twice`)
@@ -139,6 +140,12 @@ function checkConsumers (cfg: GatewayConfig, source: string, warn?: (msg: string
       const owner = subjects.get(key)
       if (owner !== undefined) problems.push(`${at}/credentials/subjects/${j}: issuer '${s.issuer}' subject '${s.subject}' already names consumer '${owner}'`)
       else subjects.set(key, c.id)
+    })
+    c.credentials.certificates.forEach((m, j) => {
+      const key = `${m.subject ?? ''}\u0000${m.san ?? ''}`
+      const owner = certificates.get(key)
+      if (owner !== undefined) problems.push(`${at}/credentials/certificates/${j}: the same certificate match already names consumer '${owner}'`)
+      else certificates.set(key, c.id)
     })
   })
   cfg.routes.forEach((r, i) => {
@@ -166,6 +173,8 @@ function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   const otlp = cfg.tracing?.otlp as unknown as Record<string, number | string> | undefined
   if (otlp !== undefined) for (const k of ['flushInterval', 'timeout']) otlp[k] = toMs(otlp[k] as number | string)
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
+  const tls = cfg.listen.tls as unknown as Record<string, number | string> | undefined
+  if (tls !== undefined) tls.handshakeTimeout = toMs(tls.handshakeTimeout as number | string)
   cfg.routes = cfg.routes.map((r): RouteConfig => {
     const { websocket, ...rest } = r as RouteConfig & { websocket?: unknown }
     const ws = normalizeWebSocket(websocket)

@@ -7,9 +7,10 @@ import { runResponseHooks } from './pipeline.js'
 import { sendReply } from './problem.js'
 import { tapAbort } from './upstream/response-tap.js'
 import type { ResponseTap } from './upstream/response-tap.js'
+import { connectionTls } from './tls/connection.js'
 import type { ResolvedClient } from './client-ip.js'
 import type { TraceContext } from './tracing/traceparent.js'
-import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
+import type { AuthFailure, Consumer, ConsumerIdentity, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo, TlsInfo } from './types.js'
 
 /** A fresh outcome record: what a request's log hooks read at the end. */
 export function newOutcome (): RequestOutcome {
@@ -113,6 +114,9 @@ export class Context implements RequestContext {
   }
 
   get replied (): boolean { return this.#replied }
+
+  /** Read from the socket on first use (once per connection, see tls/connection.ts). */
+  get tls (): TlsInfo | undefined { return connectionTls(this.req.socket) }
 
   get consumer (): Consumer | undefined { return this.#consumer }
 

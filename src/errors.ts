@@ -98,6 +98,9 @@ export const codes = {
   GW_ERR_WORKER_START: createError('GW_ERR_WORKER_START', 'worker thread failed to start: %s', 500),
   GW_ERR_WASM: createError('GW_ERR_WASM', 'the WASM module could not be loaded: %s', 500),
 
+  /** TLS */
+  GW_ERR_TLS_CERT: createError('GW_ERR_TLS_CERT', "TLS file '%s' refused: %s", 500),
+
   /** Request: the `code` member of problem+json replies */
   GW_BAD_REQUEST: createError('GW_BAD_REQUEST', 'The request is malformed: %s', 400),
   GW_HEADERS_TOO_LARGE: createError('GW_HEADERS_TOO_LARGE', 'The request header block is too large', 431),
@@ -115,7 +118,10 @@ export const codes = {
   GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
   GW_UPSTREAM_NO_HEALTHY: createError('GW_UPSTREAM_NO_HEALTHY', 'No healthy upstream target is available', 503),
   GW_UPSTREAM_OVERLOADED: createError('GW_UPSTREAM_OVERLOADED', 'The upstream service is at its connection or request limit', 503),
-  GW_IP_AUTO_BLOCKED: createError('GW_IP_AUTO_BLOCKED', 'The client address is blocked for a while after too many refused requests', 403)
+  GW_IP_AUTO_BLOCKED: createError('GW_IP_AUTO_BLOCKED', 'The client address is blocked for a while after too many refused requests', 403),
+  GW_UPSTREAM_TLS: createError('GW_UPSTREAM_TLS', "The upstream service's TLS certificate could not be verified", 502),
+  GW_MISDIRECTED_REQUEST: createError('GW_MISDIRECTED_REQUEST', 'The Host header names another server than the TLS connection (SNI) was made for', 421),
+  GW_HTTPS_REQUIRED: createError('GW_HTTPS_REQUIRED', 'This route is served over HTTPS only', 308)
 } as const
 
 export type ErrorCode = keyof typeof codes

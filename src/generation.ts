@@ -29,6 +29,7 @@ import type { PoolRegistry } from './upstream/pools.js'
 import type { ProxyRoute, Target } from './upstream/proxy.js'
 import { threadMetrics } from './metrics/writer.js'
 import { Observer } from './observe.js'
+import { upstreamConnectTls, upstreamTlsOf } from './tls/upstream.js'
 
 export interface CompiledRoute {
   info: RouteInfo
@@ -40,6 +41,8 @@ export interface CompiledRoute {
   metricsBlock: number
   /** Set when the route proxies WebSocket upgrades: the tunnel limits (ms). */
   websocket: WebSocketConfig | undefined
+  /** redirectToHttps: plain-HTTP requests get a 308 to https:// on this port. */
+  httpsPort: number | undefined
 }
 
 export type ClientResolver = (req: IncomingMessage) => ResolvedClient
@@ -63,6 +66,8 @@ export interface Generation {
   noRouteBlock: number
   /** True when a route proxies WebSocket upgrades: the worker then takes Upgrade requests itself. */
   websocket: boolean
+  /** The listener's certificates this generation was published with. */
+  tls: GenerationMessage['tls']
 }
 
 export interface BuildOptions {
@@ -172,11 +177,19 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       const targets = spec.targets
       const rewrite = route.rewrite === undefined ? undefined : { re: compileRewrite(route.rewrite.pattern), replacement: route.rewrite.replacement }
       let proxy: ProxyRoute | undefined
+      // Read in the dry run too, so a missing CA file refuses the config.
+      let upstreamTls
+      try {
+        upstreamTls = upstreamConnectTls(upstreamTlsOf(route), msg.configDir)
+      } catch (err) {
+        throw codes.GW_ERR_CONFIG_INVALID(msg.configDir, 1, { details: [`/routes/${ri}/upstream/tls/ca: ${(err as Error).message}`] })
+      }
       if (opts.mode === 'worker' && opts.pools !== undefined) {
         const connections = connectionsPerPool(spec, config.workers)
         const built = targets.map((t): Target => {
           const u = new URL(t.url)
-          const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect })
+          const tls = u.protocol === 'https:' ? upstreamTls : undefined
+          const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect, ...(tls === undefined ? {} : { tls }) })
           if (pool === undefined) throw new Error('no pool registry')
           pools.add(pool)
           return { origin: u.origin, url: t.url, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
@@ -208,10 +221,11 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket, metricsBlock: threadMetrics().routeBlock(route.name) } })
+      const httpsPort = route.redirectToHttps === undefined || route.redirectToHttps === false ? undefined : (route.redirectToHttps === true ? 443 : route.redirectToHttps.port ?? 443)
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket, httpsPort, metricsBlock: threadMetrics().routeBlock(route.name) } })
     }
     const observer = new Observer(config, msg.configDir, opts.log, opts.mode === 'worker')
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined), observer, noRouteBlock: threadMetrics().noRoute }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined), observer, noRouteBlock: threadMetrics().noRoute, tls: msg.tls }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err

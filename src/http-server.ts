@@ -1,5 +1,7 @@
 import { createServer, STATUS_CODES } from 'node:http'
-import type { IncomingMessage, Server, ServerResponse } from 'node:http'
+import type { IncomingMessage, Server, ServerOptions, ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { TlsOptions } from 'node:tls'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { HTTP_DEFAULTS } from './config-schema.js'
@@ -29,9 +31,9 @@ import { codes } from './errors.js'
  * connection is closed. CONNECT is refused (a gateway is not a forward proxy). `Expect:
  * 100-continue` goes to the request handler, which decides when to send the 100.
  */
-export function createHttpServer (config: GatewayConfig, log?: Logger, onRefused?: (status: number, code: string, client: string | undefined) => void): Server {
+export function createHttpServer (config: GatewayConfig, log?: Logger, onRefused?: (status: number, code: string, client: string | undefined) => void, tls?: TlsOptions): Server {
   const l = config.limits
-  const server = createServer({
+  const options: ServerOptions = {
     maxHeaderSize: l.maxHeaderSize,
     requireHostHeader: true,
     joinDuplicateHeaders: false,
@@ -41,7 +43,10 @@ export function createHttpServer (config: GatewayConfig, log?: Logger, onRefused
     keepAliveTimeout: l.keepAliveTimeout,
     connectionsCheckingInterval: 1000,
     noDelay: true
-  })
+  }
+  // A TLS listener (src/tls/) is the same HTTP server on top of TLS: every limit and refusal
+  // below applies to it unchanged. https.Server has http.Server's whole surface.
+  const server = tls === undefined ? createServer(options) : createHttpsServer({ ...options, ...tls }) as unknown as Server
   applyServerLimits(server, config)
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -49,6 +54,13 @@ export function createHttpServer (config: GatewayConfig, log?: Logger, onRefused
     // The parser stays failed: more bytes on this connection report the same error again.
     if (failed.has(s)) return
     failed.add(s)
+    // TLS-layer failures (a renegotiation attempt, CHECKLIST I3) end the connection: there
+    // is no HTTP request to answer, and the TLS state may be mid-handshake.
+    if (err.code?.startsWith('ERR_TLS_') === true || err.code?.startsWith('ERR_SSL_') === true) {
+      log?.debug({ code: err.code, reason: err.message }, 'TLS connection closed')
+      s.destroy()
+      return
+    }
     log?.debug({ code: err.code, reason: err.message }, 'client request refused by the parser')
     const [status, code, detail] = classify(err)
     const incoming = s.parser?.incoming

@@ -17,6 +17,7 @@ import { proxy } from './upstream/proxy.js'
 import { openTunnel } from './upstream/websocket.js'
 import type { Tunnels, UpgradeSocket } from './upstream/websocket.js'
 import { checkHandshake, wantsWebSocket } from './websocket-handshake.js'
+import { tlsAnswer } from './tls/request.js'
 
 /** What the request handler reads from its worker: the live generation and counters. */
 export interface HandlerState {
@@ -170,6 +171,16 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
         tunnel = true
       } else if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
         ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'an Upgrade request with a body is not accepted here')
+        return
+      }
+    }
+    const listenTls = live.gen.config.listen.tls
+    if (listenTls !== undefined || route?.httpsPort !== undefined) {
+      const answer = tlsAnswer(req, listenTls, route?.httpsPort, path, query)
+      if (answer !== undefined) {
+        // The body (if any) is not read: this connection cannot carry another request.
+        if (req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined) closeAfter(res)
+        ctx.gatewayReply(answer.status, answer.code, answer.detail, answer.headers)
         return
       }
     }

@@ -13,7 +13,7 @@ import { checkHooks } from './plugin.js'
 import type { Plugin } from './plugin.js'
 import { checkPluginConfig } from './plugin-loader.js'
 import type { ResponseTap } from './upstream/response-tap.js'
-import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo } from './types.js'
+import type { AuthFailure, ClientInfo, Consumer, ConsumerIdentity, PluginHooks, ReplyOptions, RequestContext, RequestOutcome, ResponseHeaderMode, RouteInfo, TlsInfo } from './types.js'
 import type { ConsumerConfig, GatewayConfig } from './config-schema.js'
 import { makeConsumer, mergeResponseHeaders } from './context.js'
 import { keyDigest } from './config.js'
@@ -32,6 +32,8 @@ export interface FakeRequest {
   consumer?: ConsumerIdentity & { anonymous?: boolean }
   /** The request body, for plugins that read it with `ctx.readBody()`. */
   body?: string | Uint8Array
+  /** The connection's TLS (a TLS listener; mtls-auth reads `peerCertificate`); plain HTTP when absent. */
+  tls?: TlsInfo
 }
 
 /** What the plugin did with the request. */
@@ -116,6 +118,7 @@ class FakeContext implements RequestContext {
   readonly query: string
   readonly headers: IncomingHttpHeaders
   readonly client: ClientInfo
+  readonly tls: TlsInfo | undefined
   readonly route: RouteInfo
   readonly params: Readonly<Record<string, string | undefined>>
   id = ''
@@ -139,6 +142,7 @@ class FakeContext implements RequestContext {
 
   constructor (req: FakeRequest, plugin: string, log: Logger) {
     this.plugin = plugin
+    this.tls = req.tls
     this.method = (req.method ?? 'GET').toUpperCase()
     this.path = req.path ?? '/'
     this.query = req.query ?? ''
@@ -213,8 +217,10 @@ class FakeContext implements RequestContext {
 
 export interface HarnessOptions {
   log?: Logger
+  /** The gateway's `listen` block as plugins see it (mtls-auth needs `tls.clientCertificates`). */
+  listen?: GatewayConfig['listen']
   /** The gateway's `consumers:` (plain `key`s are hashed as the gateway does). */
-  consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }> } }>
+  consumers?: Array<{ id: string, groups?: string[], scopes?: string[], credentials?: { keys?: Array<{ key?: string, digest?: string, name?: string }>, subjects?: Array<{ issuer: string, subject: string }>, certificates?: Array<{ subject?: string, san?: string }> } }>
 }
 
 function harnessConsumers (list: NonNullable<HarnessOptions['consumers']>): ConsumerConfig[] {
@@ -224,7 +230,8 @@ function harnessConsumers (list: NonNullable<HarnessOptions['consumers']>): Cons
     scopes: c.scopes ?? [],
     credentials: {
       keys: (c.credentials?.keys ?? []).map((k) => ({ digest: k.digest ?? keyDigest(k.key ?? ''), name: k.name })),
-      subjects: c.credentials?.subjects ?? []
+      subjects: c.credentials?.subjects ?? [],
+      certificates: c.credentials?.certificates ?? []
     }
   }))
 }
@@ -250,7 +257,7 @@ export async function createPluginHarness<C> (plugin: Plugin<C>, config: Record<
   // shared memory, so plugins that use the WASM tables work here too.
   const prepared = await runPrepareFor(plugin as unknown as Plugin, ref, shared)
   const gateway: GatewayConfig = {
-    listen: { host: '127.0.0.1', port: 0 },
+    listen: opts.listen ?? { host: '127.0.0.1', port: 0 },
     workers: 1,
     logLevel: 'silent',
     limits: {} as never,

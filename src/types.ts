@@ -36,6 +36,32 @@ export interface ReplyOptions {
 }
 
 /** The client as the gateway sees it. */
+/** A client certificate, as the TLS handshake presented it. */
+export interface PeerCertificateInfo {
+  /** The subject's common name (CN), '' when it has none. */
+  readonly subject: string
+  /** subjectAltName entries as Node prints them: `DNS:a.example`, `URI:spiffe://x`, `email:a@b`, `IP Address:10.0.0.1`. */
+  readonly san: readonly string[]
+  /** The issuer's common name. */
+  readonly issuer: string
+  readonly fingerprint256: string
+  /** True when it chains to the listener's clientCertificates CA. Never trust an unverified one. */
+  readonly verified: boolean
+}
+
+/** The connection's TLS, on a TLS listener. */
+export interface TlsInfo {
+  /** `TLSv1.3`, `TLSv1.2` */
+  readonly protocol: string
+  readonly cipher: string
+  /** The SNI name the client sent (lower-case), undefined without SNI. */
+  readonly servername: string | undefined
+  /** The client certificate (mTLS), undefined when none was sent. */
+  readonly peerCertificate: PeerCertificateInfo | undefined
+  /** Why a client certificate was not verified (OpenSSL's reason), when it was not. */
+  readonly authorizationError: string | undefined
+}
+
 export interface ClientInfo {
   /** Resolved client address (IPv4-mapped IPv6 is given as plain IPv4). */
   ip: string
@@ -108,6 +134,8 @@ export interface RequestContext {
   /** Request headers (lower-case names, as Node parses them). */
   readonly headers: IncomingHttpHeaders
   readonly client: ClientInfo
+  /** The connection's TLS (protocol, SNI name, client certificate); undefined over plain HTTP. */
+  readonly tls: TlsInfo | undefined
   readonly route: RouteInfo
   /** Values of `:name` segments of the route pattern. */
   readonly params: Readonly<Record<string, string | undefined>>
@@ -330,6 +358,8 @@ export interface GenerationMessage {
   /** Route name -> its upstream's shared state (health, ejections, counts); made by the
    *  acceptor's UpstreamRegistry. Absent in a dry run: each route gets a private one. */
   upstreams?: Record<string, import('./upstream/state.js').SharedUpstream>
+  /** The listener's certificates (listen.tls), read and checked by the acceptor. */
+  tls?: import('./tls/material.js').TlsMaterial
 }
 
 export type AcceptorToWorker =
@@ -344,6 +374,8 @@ export type AcceptorToWorker =
   | { type: 'drain', deadlineMs: number }
   /** Drop cached responses (src/cache-purge.ts); `number` pairs the reply with the request. */
   | { type: 'purge-cache', number: number, selector: import('./cache-purge.js').PurgeSelector }
+  /** The certificate files changed and passed the checks: serve them to new connections. */
+  | { type: 'tls-material', tls: import('./tls/material.js').TlsMaterial }
 
 export type WorkerToAcceptor =
   | { type: 'ready', slot: number, threadId: number, generation: number, address: { address: string, port: number, family: string } }

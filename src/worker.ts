@@ -21,6 +21,7 @@ import { responseForUpgrade } from './upgrade-response.js'
 import { Tunnels } from './upstream/websocket.js'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { TlsListener } from './tls/listener.js'
 
 function live (gen: Generation): LiveGeneration {
   return { gen, inFlight: 0, onIdle: undefined }
@@ -56,7 +57,11 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
   const tunnels = new Tunnels()
   const state: HandlerState = { current: live(first), draining: false, log, stats, tunnels }
-  const server = createHttpServer(first.config, log, (status, code, client) => state.current.gen.observer.refused(status, code, client))
+  // A TLS listener terminates TLS here, in the worker, on its own socket (src/tls/).
+  const tlsCfg = first.config.listen.tls
+  const tls = tlsCfg !== undefined && first.tls !== undefined ? new TlsListener(tlsCfg, first.tls, log) : undefined
+  const server = createHttpServer(first.config, log, (status, code, client) => state.current.gen.observer.refused(status, code, client), tls?.options())
+  tls?.attach(server)
   server.on('connection', (socket: import('node:net').Socket) => {
     metrics.connectionOpened()
     socket.once('close', () => metrics.connectionClosed())
@@ -100,11 +105,22 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
     else old.onIdle = close
   }
 
+  const applyTls = (cfg: Generation['config']['listen']['tls'], material: Generation['tls']): void => {
+    if (tls === undefined || cfg === undefined || material === undefined) return
+    try {
+      tls.update(cfg, material)
+    } catch (err) {
+      // Checked by the acceptor first; if this thread still cannot build it, it keeps the old.
+      log.error({ err }, 'new certificates could not be used; the old ones stay')
+    }
+  }
+
   const switchTo = (gen: Generation): void => {
     const old = state.current
     state.current = live(gen)
     applyServerLimits(server, gen.config)
     takeUpgrades(gen)
+    applyTls(gen.config.listen.tls, gen.tls)
     stats.setGeneration(gen.number)
     retire(old)
     send({ type: 'generation-applied', number: gen.number })
@@ -141,6 +157,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
         build(m.generation).then(switchTo, (err: unknown) => failed(m.generation.number, err))
       } else if (m.type === 'purge-cache') {
         send({ type: 'cache-purged', number: m.number, entries: purgeCaches(m.selector) })
+      } else if (m.type === 'tls-material') {
+        applyTls(state.current.gen.config.listen.tls, m.tls)
       } else if (m.type === 'drain') {
         state.draining = true
         // Stop accepting (this closes only our own socket), and let idle keep-alive

@@ -7,7 +7,8 @@ import type { ControlRequest, RunningSubject } from './subject.js'
 
 async function send (url: string, r: { method?: string, headers?: Record<string, string>, body?: string, localAddress?: string }): Promise<{ status: number, headers: Record<string, unknown>, body: string }> {
   const target = new URL(url)
-  const client = new Client(target.origin, { headersTimeout: 5_000, bodyTimeout: 5_000, connectTimeout: 5_000, localAddress: r.localAddress })
+  // https subjects serve a self-signed certificate made for the run (bench/tls-subjects.ts).
+  const client = new Client(target.origin, { headersTimeout: 5_000, bodyTimeout: 5_000, connect: { timeout: 5_000, rejectUnauthorized: target.protocol !== 'https:' }, localAddress: r.localAddress })
   try {
     const res = await client.request({ path: target.pathname + target.search, method: r.method ?? 'GET', headers: r.headers, body: r.body })
     return { status: res.statusCode, headers: res.headers, body: await res.body.text() }

@@ -60,11 +60,11 @@ function hstsValue (h: SecurityHeadersConfig['hsts']): string | undefined {
 }
 
 /**
- * Whether the client reached us over TLS. The gateway has no TLS listener yet, so a direct
- * connection is plain HTTP; behind a TLS-terminating proxy listed in `clientIp.trustedProxies`
- * (the route's, else the global one), the proxy's `X-Forwarded-Proto` says. Only the last
- * value is read, the one the trusted peer itself added or set: anything before it came from
- * further away, possibly from the client.
+ * Whether the client reached us over TLS: a connection to a TLS listener is (`ctx.tls`);
+ * behind a TLS-terminating proxy listed in `clientIp.trustedProxies` (the route's, else the
+ * global one), the proxy's `X-Forwarded-Proto` says. Only the last value is read, the one
+ * the trusted peer itself added or set: anything before it came from further away, possibly
+ * from the client.
  */
 function tlsDetector (api: PluginApi): (ctx: RequestContext) => boolean {
   const gw = api.gateway
@@ -75,8 +75,9 @@ function tlsDetector (api: PluginApi): (ctx: RequestContext) => boolean {
     const list = r.clientIp?.trustedProxies
     if (list !== undefined && JSON.stringify(list) !== globalKey) byRoute.set(r.name, new CidrList(list))
   }
-  if (global.size === 0 && byRoute.size === 0) return () => false
+  if (global.size === 0 && byRoute.size === 0) return (ctx) => ctx.tls !== undefined
   return (ctx) => {
+    if (ctx.tls !== undefined) return true
     const trusted = byRoute.get(ctx.route.name) ?? global
     if (trusted.size === 0 || !trusted.contains(ctx.client.peerIp)) return false
     const v = ctx.headerValues('x-forwarded-proto')

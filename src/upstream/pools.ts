@@ -1,6 +1,18 @@
+import { createHash } from 'node:crypto'
 import { Pool } from 'undici'
+import type { UpstreamConnectTls } from '../tls/upstream.js'
 
-export interface PoolOptions { connections: number, connectTimeout: number }
+export interface PoolOptions {
+  connections: number
+  connectTimeout: number
+  /** https:// targets: CA, SNI name, verification (src/tls/upstream.ts). */
+  tls?: UpstreamConnectTls
+}
+
+/** Pools with other TLS settings are other pools: a CA change must not reuse old connections. */
+function tlsKey (tls: UpstreamConnectTls | undefined): string {
+  return tls === undefined ? '' : createHash('sha256').update(JSON.stringify(tls)).digest('hex').slice(0, 16)
+}
 
 /**
  * One undici Pool per upstream origin per worker, kept across config generations while an
@@ -10,12 +22,12 @@ export class PoolRegistry {
   #pools = new Map<string, Pool>()
 
   get (origin: string, opts: PoolOptions): Pool {
-    const key = `${origin}|${opts.connections}|${opts.connectTimeout}`
+    const key = `${origin}|${opts.connections}|${opts.connectTimeout}|${tlsKey(opts.tls)}`
     let pool = this.#pools.get(key)
     if (pool === undefined) {
       pool = new Pool(origin, {
         connections: opts.connections,
-        connect: { timeout: opts.connectTimeout },
+        connect: { timeout: opts.connectTimeout, ...opts.tls },
         // Ours are per request (route timeouts); these are only upper bounds.
         headersTimeout: 300_000,
         bodyTimeout: 300_000,

@@ -16,6 +16,7 @@ import { upstreamErrorKind } from './error-kind.js'
 import { threadMetrics } from '../metrics/writer.js'
 import { tapData, tapEnd, tapHeaders } from './response-tap.js'
 import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
+import { isCertificateError } from '../tls/upstream.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -112,7 +113,7 @@ function baseHeaders (ctx: Context, route: ProxyRoute): string[] | undefined {
   // alone; whatever the client claimed in X-Real-IP or Forwarded is dropped above.
   out.push('x-forwarded-for', ctx.client.forwardedFor)
   out.push('x-real-ip', ctx.client.ip)
-  out.push('x-forwarded-proto', route.proto)
+  out.push('x-forwarded-proto', ctx.tls === undefined ? route.proto : 'https')
   out.push('x-forwarded-port', String(ctx.req.socket.localPort ?? ''))
   const host = ctx.headers.host
   if (host !== undefined) out.push('x-forwarded-host', host)
@@ -664,6 +665,8 @@ function failed (ctx: Context, err: Error, why: Failure, cut: Cut, refusal?: { s
   }
   if (why === 'timeout' || code === 'UND_ERR_CONNECT_TIMEOUT') {
     ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
+  } else if (isCertificateError(code)) {
+    ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
   } else if (why === 'request') {
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'the request body did not match its framing')
   } else if (why === 'bad-response') {

@@ -69,6 +69,17 @@ const breaker = {
 /** `header:x-user` names a header; `ip` and `consumer` are the resolved client and consumer. */
 const hashOn = { type: 'string', pattern: "^(ip|consumer|header:[A-Za-z0-9!#$%&'*+.^_`|~-]+)$", description: 'What consistent-hash keys on: ip, consumer or header:NAME; default ip' } as const
 
+/** How https:// targets of an upstream are verified (src/tls/upstream.ts). */
+const upstreamTls = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    ca: { type: 'string', minLength: 1, description: 'PEM file of the CA certificate(s) the upstream certificate must chain to (relative to the config file); default: the system CA store' },
+    servername: { type: 'string', minLength: 1, maxLength: 253, pattern: '^[A-Za-z0-9.-]+$', description: 'SNI name sent and checked against the certificate; default: the target host' },
+    insecureSkipVerify: { type: 'boolean', description: 'Accept any upstream certificate (default false). Logged as a warning on every start and update' }
+  }
+} as const
+
 export const upstreamSchema = {
   anyOf: [
     httpUrl,
@@ -100,7 +111,8 @@ export const upstreamSchema = {
         healthCheck,
         passive,
         retries,
-        breaker
+        breaker,
+        tls: upstreamTls
       }
     }
   ]

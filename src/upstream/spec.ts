@@ -13,6 +13,7 @@ export type UpstreamConfig = string | {
   passive?: { consecutiveFailures?: number, baseEjectionTime?: Duration, maxEjectionTime?: Duration, maxEjectionPercent?: number }
   retries?: { attempts?: number, backoff?: Duration, maxBackoff?: Duration, statuses?: number[], budgetPercent?: number, minRetryConcurrency?: number }
   breaker?: { maxConnections?: number, maxPending?: number, maxRequests?: number }
+  tls?: { ca?: string, servername?: string, insecureSkipVerify?: boolean }
 }
 
 export type Balance = 'round-robin' | 'least-request' | 'consistent-hash'
