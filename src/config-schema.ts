@@ -1,5 +1,7 @@
 import { adminSchema } from './admin/schema.js'
 import type { AdminConfig } from './admin/schema.js'
+import { clusterSchema } from './cluster/config.js'
+import type { ClusterConfig } from './cluster/config.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -263,6 +265,7 @@ export const gatewaySchema = {
     timeouts,
     clientIp,
     admin: adminSchema,
+    cluster: clusterSchema,
     counters: {
       type: 'object',
       additionalProperties: false,
@@ -347,6 +350,8 @@ export interface GatewayConfig {
   clientIp: ClientIpConfig
   counters: { entries: number }
   admin: AdminConfig
+  /** Cluster mode through Redis (src/cluster); absent: a single instance. */
+  cluster?: ClusterConfig
   consumers: ConsumerConfig[]
   identity: { headers: { id: string, groups: string, scope: string, anonymous: string } }
   plugins: PluginRef[]

@@ -110,7 +110,8 @@ export const codes = {
   GW_PLUGIN_FAILURE: createError('GW_PLUGIN_FAILURE', 'A policy failed while handling the request', 500),
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),
   GW_UPSTREAM_BAD_RESPONSE: createError('GW_UPSTREAM_BAD_RESPONSE', 'The upstream service sent an invalid response', 502),
-  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504)
+  GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
+  GW_RATE_LIMIT_UNAVAILABLE: createError('GW_RATE_LIMIT_UNAVAILABLE', 'The fleet-wide rate-limit store (Redis) is unavailable', 503)
 } as const
 
 export type ErrorCode = keyof typeof codes

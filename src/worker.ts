@@ -1,3 +1,4 @@
+import './test-clock.js'
 import { threadId } from 'node:worker_threads'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -12,6 +13,7 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
+import { closeWorkerLinks } from './cluster/worker-link.js'
 
 function live (gen: Generation): LiveGeneration {
   return { gen, inFlight: 0, onIdle: undefined }
@@ -126,6 +128,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
             stats.reset()
             await closeInstances(state.current.gen.instances, log)
             await pools.closeAll()
+            closeWorkerLinks()
             await flushLogger(log)
             port.close()
             resolve({ served })
