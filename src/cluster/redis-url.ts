@@ -13,7 +13,9 @@ export type RedisTarget =
 const FORMS = 'redis://host:port[/db], rediss://host:port, redis+cluster://h1:p1,h2:p2 or redis+sentinel://h1:p1,h2:p2/master'
 
 /** Thrown with a reason that fits after `cluster.redis: `. */
-export class RedisUrlError extends Error {}
+export class RedisUrlError extends Error {
+  override name = 'RedisUrlError'
+}
 
 function nodes (list: string, what: string): RedisNode[] {
   return list.split(',').map((part) => {
