@@ -43,6 +43,7 @@ export class ClusterNode {
   #everUp = false
   #lastLog = 0
   #suppressed = 0
+  #closed = false
 
   constructor (cfg: ClusterConfig, opts: { log: Logger, hotPath: HotPath, port: number }) {
     this.cfg = cfg
@@ -76,7 +77,7 @@ export class ClusterNode {
   }
 
   #ready (): void {
-    if (this.#up) return
+    if (this.#up || this.#closed) return
     this.#up = true
     setClusterGauges({ redisUp: 1 })
     this.#channel.postMessage({ type: 'redis', up: true })
@@ -89,6 +90,7 @@ export class ClusterNode {
   }
 
   #down (err: Error | undefined): void {
+    if (this.#closed) return
     // ioredis reports errors of a connection it is still using (a timeout): only a lost
     // connection is "down".
     if (this.#redis.status === 'ready' && this.#fast === undefined) return
@@ -148,6 +150,7 @@ export class ClusterNode {
   }
 
   async close (): Promise<void> {
+    this.#closed = true
     clearInterval(this.#stateTimer)
     this.#fast?.close()
     if (this.#fast !== undefined) await this.#fast.round().catch(() => {})

@@ -5,6 +5,9 @@ import t from 'tap'
 import { startUpstream } from '../helpers/gateway.js'
 import { clusterReady, eventually, spread, startInDir, startRedis, tempDir } from './redis.js'
 
+// Several gateway processes start one after the other; on a loaded 2-core CI that takes long.
+t.setTimeout(600_000)
+
 t.test('fast mode: fleet counts reach every instance; a burst over-admits within the bound', async (t) => {
   const redis = await startRedis(t)
   const up = await startUpstream(t)
@@ -42,9 +45,14 @@ t.test('fast mode: fleet counts reach every instance; a burst over-admits within
 
   // A burst on a fresh key: 1000 requests, 50 at a time, over the three instances.
   const burst = await spread(gws.map((g) => g.url + '/x'), 1000, 50, { 'x-client': 'burst' })
+  const trouble = gws.flatMap((g) => g.lines.filter((l) => (l.level ?? 0) >= 50))
+  t.same(trouble, [], 'no errors logged')
+  const lost = burst.byStatus[0] ?? 0
+  t.ok(lost <= 10, `few transport errors on a starved CI (${lost}: ${JSON.stringify(burst.byCode)})`)
   const admitted = burst.byStatus[200] ?? 0
-  t.comment(`fast mode burst: ${admitted} of 1000 admitted for a limit of 100 over 3 instances (over-admission ${admitted - 100}, ${((admitted - 100)).toFixed(0)}%)`)
+  t.comment(`fast mode burst: ${admitted} of 1000 admitted for a limit of 100 over 3 instances, 50 at a time (over-admission ${admitted - 100})`)
   t.ok(admitted >= 100, 'at least the limit is admitted')
   t.ok(admitted <= 300, `never more than instances x limit (the documented hard bound): ${admitted}`)
-  t.equal(admitted + (burst.byStatus[429] ?? 0), 1000, 'the rest is 429')
+  t.equal(admitted + (burst.byStatus[429] ?? 0) + lost, 1000, 'the rest is 429')
+  t.ok(up.seen.length - 61 - 39 <= 300, 'the upstream saw no more than that')
 })

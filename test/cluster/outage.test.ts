@@ -5,11 +5,15 @@ import t from 'tap'
 import { startUpstream } from '../helpers/gateway.js'
 import { clusterReady, eventually, get, spread, startInDir, startRedis, tempDir } from './redis.js'
 
+// Several gateway processes start one after the other; on a loaded 2-core CI that takes long.
+t.setTimeout(600_000)
+
 for (const onRedisDown of ['deny', 'allow'] as const) {
   t.test(`strict mode, Redis killed and restarted, onRedisDown: ${onRedisDown}`, async (t) => {
     const redis = await startRedis(t)
     const up = await startUpstream(t)
     const config = (id: string): Record<string, unknown> => ({
+      workers: 1,
       cluster: { redis: redis.url, mode: 'strict', onRedisDown, timeout: '1s', instanceId: id },
       routes: [{
         name: 'api',

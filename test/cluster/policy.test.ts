@@ -8,6 +8,9 @@ import t from 'tap'
 import { ROOT, runCli, startUpstream } from '../helpers/gateway.js'
 import { clusterReady, eventually, get, startInDir, startRedis, tempDir } from './redis.js'
 
+// Several gateway processes start one after the other; on a loaded 2-core CI that takes long.
+t.setTimeout(600_000)
+
 const plugin = `import { definePlugin } from '${pathToFileURL(join(ROOT, 'dist/src/index.js')).href}'
 export default definePlugin({
   name: 'only-here',
@@ -21,6 +24,7 @@ t.test('a pushed policy goes live on every instance; one an instance cannot appl
   const redis = await startRedis(t)
   const up = await startUpstream(t)
   const base = (id: string): Record<string, unknown> => ({
+    workers: 1,
     admin: { port: 0 },
     cluster: { redis: redis.url, instanceId: id },
     routes: [{ name: 'api', match: { path: '/api' }, upstream: up.url }]
@@ -84,6 +88,7 @@ t.test('an instance that starts later catches up with the stored version', async
   const redis = await startRedis(t)
   const up = await startUpstream(t)
   const base = (id: string): Record<string, unknown> => ({
+    workers: 1,
     admin: { port: 0 },
     cluster: { redis: redis.url, instanceId: id },
     routes: [{ name: 'api', match: { path: '/api' }, upstream: up.url }]
