@@ -3,7 +3,10 @@
 // latency of traffic while updates stream in vs steady state. Everything on 127.0.0.1;
 // every process started here is stopped by PID.
 //
-//   node dist/bench/reload.bench.js [--workers 4] [--routes 1000] [--cidrs 100000] [--updates 20]
+//   node dist/bench/reload.bench.js [--workers 4] [--routes 1000] [--cidrs 100000] [--updates 20] [--list new|same]
+//
+// --list new (the default): every update brings a CIDR list of its own. --list same: the
+// list file stays as it is and each update changes one route instead.
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -15,7 +18,7 @@ import { parseArgs } from 'node:util'
 import { Pool, request } from 'undici'
 
 const { values } = parseArgs({
-  options: { workers: { type: 'string', default: '4' }, routes: { type: 'string', default: '1000' }, cidrs: { type: 'string', default: '100000' }, updates: { type: 'string', default: '20' }, inline: { type: 'boolean', default: false } }
+  options: { workers: { type: 'string', default: '4' }, routes: { type: 'string', default: '1000' }, cidrs: { type: 'string', default: '100000' }, updates: { type: 'string', default: '20' }, list: { type: 'string', default: 'new' }, inline: { type: 'boolean', default: false } }
 })
 const WORKERS = Number(values.workers)
 const ROUTES = Number(values.routes)
@@ -23,6 +26,8 @@ const CIDRS = Number(values.cidrs)
 const UPDATES = Number(values.updates)
 /** CIDRs inline in the config (--inline) or, the usual way for big lists, in a file. */
 const INLINE = values.inline === true
+const SAME_LIST = values.list === 'same'
+if (values.list !== 'new' && !SAME_LIST) throw new Error('--list is new or same')
 let listDir = ''
 const root = fileURLToPath(new URL('../../', import.meta.url))
 
@@ -30,14 +35,17 @@ function config (upstream: string, n: number): unknown {
   const list: string[] = []
   // Every update brings a list of its own (no two updates' lists are alike), so nothing
   // compiled for an earlier one can be reused: the whole list is parsed and compiled each time.
-  for (let i = 0; i < CIDRS; i++) list.push(`${11 + (i >>> 16)}.${(i >>> 8) & 255}.${i & 255}.${1 + (n % 250)}`)
+  const v = SAME_LIST ? 0 : n
+  for (let i = 0; i < CIDRS; i++) list.push(`${11 + (i >>> 16)}.${(i >>> 8) & 255}.${i & 255}.${1 + (v % 250)}`)
   let deny: Record<string, unknown> = { deny: list }
   if (!INLINE) {
-    writeFileSync(join(listDir, `deny-${n % 2}.txt`), list.join('\n'))
-    deny = { denyFile: join(listDir, `deny-${n % 2}.txt`) }
+    const file = join(listDir, `deny-${v % 2}.txt`)
+    if (!SAME_LIST || n === 0) writeFileSync(file, list.join('\n'))
+    deny = { denyFile: file }
   }
   const routes = []
-  for (let r = 0; r < ROUTES; r++) routes.push({ name: `r${r}`, match: { path: `/r${r}` }, upstream })
+  // With the same list, the update is a change to one route.
+  for (let r = 0; r < ROUTES; r++) routes.push({ name: `r${r}`, match: { path: SAME_LIST && n > 0 && r === n % ROUTES ? `/r${r}/v${n}` : `/r${r}` }, upstream })
   routes.push({ name: 'all', match: { path: '/' }, upstream, plugins: [{ name: 'ip-filter', config: deny }] })
   return { listen: { host: '127.0.0.1', port: 0 }, workers: WORKERS, logLevel: 'info', admin: { port: 0 }, routes }
 }
@@ -115,7 +123,7 @@ async function main (): Promise<void> {
     phase = 'done'
     await Promise.all(loaders)
     await pool.close()
-    console.log(`reload bench: ${WORKERS} workers, ${ROUTES} routes, ${CIDRS} CIDRs ${INLINE ? 'inline' : 'in a file'}, ${UPDATES} updates at 1/s`)
+    console.log(`reload bench: ${WORKERS} workers, ${ROUTES} routes, ${CIDRS} CIDRs ${INLINE ? 'inline' : 'in a file'} (${SAME_LIST ? 'the same list every update; one route changes' : 'a new list every update'}), ${UPDATES} updates at 1/s`)
     console.log(`PUT -> every worker switched: median ${median(latencies).toFixed(0)} ms, min ${Math.min(...latencies).toFixed(0)}, max ${Math.max(...latencies).toFixed(0)}`)
     console.log(`traffic p50/p99 steady: ${median(steady).toFixed(2)} / ${pct(steady, 0.99).toFixed(2)} ms (${steady.length} requests)`)
     console.log(`traffic p50/p99 during updates: ${median(during).toFixed(2)} / ${pct(during, 0.99).toFixed(2)} ms (${during.length} requests); p99 ratio ${(pct(during, 0.99) / pct(steady, 0.99)).toFixed(2)}`)

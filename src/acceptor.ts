@@ -29,6 +29,8 @@ export interface PreparedConfig {
   ipRegion: IpRegion
   /** What worker threads get: the config without the keys plugins' prepare() consumed. */
   workerConfig: GatewayConfig
+  /** Set when the IP sets are not yet in `ipRegion`: compiles and writes them (publish). */
+  writeIpTable?: () => void
 }
 
 /** The config minus every plugin entry's `preparedKeys` (see PluginDefinition). */
@@ -63,19 +65,25 @@ export async function createSharedState (): Promise<SharedState> {
 export async function prepareConfig (raw: RawConfig, log: Logger, shared: SharedState, region: IpRegion = nextIpRegion(shared.memory), opts: { dryRun?: boolean } = {}): Promise<PreparedConfig> {
   const config = validateGatewayConfig(raw, { warn: (msg) => log.warn(msg) })
   const { modules, plugins } = await loadPlugins(config, raw.source, raw.dir)
-  const { prepared, ipTable } = await runPrepare(config, plugins, raw.source, raw.dir, log)
-  try {
-    writeIpTable(shared.memory, region, ipTable)
-  } catch (err) {
-    if (!(err instanceof IpTableError)) throw err
-    throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.message}`] })
+  const { prepared, compileIpTable } = await runPrepare(config, plugins, raw.source, raw.dir, log)
+  const writeTable = (): void => {
+    const table = compileIpTable()
+    try {
+      writeIpTable(shared.memory, region, table)
+    } catch (err) {
+      if (!(err instanceof IpTableError)) throw err
+      throw codes.GW_ERR_CONFIG_INVALID(raw.source, 1, { details: [`${raw.source}: ${err.message}`] })
+    }
   }
   const workerConfig = configForWorkers(config, plugins)
+  const out: PreparedConfig = { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
+  // A live update skips the dry run: every worker builds the generation before any switches
+  // to it (publish), which is the same check, so a failure there is reported the same way.
+  // Its IP table is compiled there too, while the workers build (they need only set ids).
+  if (opts.dryRun === false) return { ...out, writeIpTable: writeTable }
+  writeTable()
   // The dry run sees exactly what the workers will see.
   const msg: GenerationMessage = { number: 0, config: workerConfig, configDir: raw.dir, modules, prepared, ipRegion: region }
-  // A live update skips it: every worker builds the generation before any switches to it
-  // (publish), which is the same check, so a failure there is reported the same way.
-  if (opts.dryRun === false) return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
   try {
     const gen = await buildGeneration(msg, { mode: 'dry-run', log, hotPath: shared.hotPath })
     await closeInstances(gen.instances, log)
@@ -86,7 +94,7 @@ export async function prepareConfig (raw: RawConfig, log: Logger, shared: Shared
     }
     throw err
   }
-  return { config, source: raw.source, dir: raw.dir, modules, prepared, ipRegion: region, workerConfig }
+  return out
 }
 
 interface Slot {
@@ -292,10 +300,20 @@ export class Acceptor {
     const number = this.#generation + 1
     const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion }
     const slots = this.#slots.filter((s) => s.ready)
-    const built = await this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
+    const building = this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
+    // The workers build on their threads while this one compiles the IP table; a bad list is
+    // known only now, and the workers are let finish before they are told to drop the build.
+    let tableError: unknown
+    try {
+      next.writeIpTable?.()
+    } catch (err) {
+      tableError = err
+    }
+    const built = await building
     const failures = built.filter((r) => r.m.type === 'generation-failed')
-    if (failures.length > 0 || built.length < slots.length) {
+    if (tableError !== undefined || failures.length > 0 || built.length < slots.length) {
       for (const s of slots) s.port?.postMessage({ type: 'abort-generation', number })
+      if (tableError !== undefined) throw tableError
       const first = failures[0]?.m
       // A plugin's create() refusing its config is a bad config (400), as the dry run at
       // startup reports it: every detail line names the file and the entry.

@@ -14,8 +14,12 @@ export interface PrepareResult {
   prepared: Record<string, unknown>
   /** CIDR lists to compile into the IP table, in set-id order. */
   ipSets: Array<readonly string[]>
-  /** The same, compiled and checked: ready for writeIpTable(). */
-  ipTable: CompiledIpTable
+  /**
+   * The same, compiled and checked: ready for writeIpTable(). Throws GW_ERR_CONFIG_INVALID
+   * naming every bad entry. Separate from prepare() so that a live update can compile while
+   * the workers build (they need only the set ids).
+   */
+  compileIpTable: () => CompiledIpTable
 }
 
 /** Every enabled entry once (global entries are shared by the routes that run them). */
@@ -61,12 +65,19 @@ export async function runPrepare (cfg: GatewayConfig, plugins: Map<string, Plugi
     }
   }
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(source, problems.length, { details: problems })
-  // Compiling checks every CIDR (the fast path of a 100k list); only when it fails are the
-  // lists walked entry by entry, to report every bad entry at its own JSON path.
+  return { prepared, ipSets, compileIpTable: () => compileChecked(ipSets, origins, source) }
+}
+
+/**
+ * Compiling checks every CIDR (the fast path of a 100k list); only when it fails are the
+ * lists walked entry by entry, to report every bad entry at its own JSON path.
+ */
+function compileChecked (ipSets: Array<readonly string[]>, origins: Array<{ path: string, pointer: string }>, source: string): CompiledIpTable {
   try {
-    return { prepared, ipSets, ipTable: compileIpSets(ipSets) }
+    return compileIpSets(ipSets)
   } catch (err) {
     if (!(err instanceof IpTableError)) throw err
+    const problems: string[] = []
     ipSets.forEach((cidrs, s) => {
       const o = origins[s] as { path: string, pointer: string }
       cidrs.forEach((c, i) => {

@@ -483,3 +483,21 @@ t.test('differential: random CIDR sets, WASM vs the plain-JS reference', async t
   t.ok(hits > compared / 5 && hits < (compared * 4) / 5, `both answers well represented (${hits} in, ${compared - hits} out)`)
   t.comment(`in per set: ${perSet.map((n, i) => `${i}:${Math.round((100 * (perSetHits[i] ?? 0)) / n)}%`).join(' ')}`)
 })
+
+t.test('a frozen list is compiled once and reused; an unfrozen one is compiled every time', async (t) => {
+  const frozen = Object.freeze(['192.0.2.0/24', '198.51.100.7', '2001:db8::/48'])
+  const first = compileIpSets([frozen])
+  const again = compileIpSets([frozen, frozen])
+  t.equal(again.v4Ranges, 2 * first.v4Ranges, 'the reused set counts in the totals')
+  t.equal(again.bytes, 2 * first.bytes)
+  const { m } = publish([frozen, frozen])
+  t.ok(m.contains(1, '192.0.2.9') && m.contains(1, '198.51.100.7') && m.contains(1, '2001:db8::1'), 'the reused form matches what it holds')
+  t.notOk(m.contains(1, '198.51.100.8'))
+
+  const open = ['192.0.2.0/24']
+  compileIpSets([open])
+  open[0] = '203.0.113.0/24'
+  const { m: m2 } = publish([open])
+  t.ok(m2.contains(0, '203.0.113.5'), 'a changed unfrozen list is compiled anew')
+  t.notOk(m2.contains(0, '192.0.2.5'))
+})

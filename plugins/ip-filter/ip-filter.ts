@@ -1,42 +1,8 @@
-import { readFile } from 'node:fs/promises'
-import { isAbsolute, resolve } from 'node:path'
 import { createIpMatcher } from '../../src/ip/matcher.js'
 import { parseIp } from '../../src/ip/parse.js'
 import type { PluginApi, PluginHooks, PrepareApi, RequestContext } from '../../src/types.js'
+import { readList } from './list-file.js'
 import type { IpFilterConfig, IpFilterPrepared } from './schema.js'
-
-/** Lines of a CIDR file: blank lines and `#` comments skipped, every other line one CIDR. */
-async function readList (file: string, dir: string): Promise<string[]> {
-  const path = isAbsolute(file) ? file : resolve(dir, file)
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (err) {
-    throw new Error(`cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-  const out: string[] = []
-  // One pass over the text, slicing each line once (split + trim made three copies of a
-  // 100k-line list; this is the bulk of a big list's reload time).
-  let start = 0
-  // The next '#' at or after `start` (text.length: none), searched again only once passed.
-  let hash = -1
-  while (start <= text.length) {
-    let end = text.indexOf('\n', start)
-    if (end === -1) end = text.length
-    if (hash < start) {
-      hash = text.indexOf('#', start)
-      if (hash === -1) hash = text.length
-    }
-    const stop = hash < end ? hash : end
-    let a = start
-    let b = stop
-    while (a < b && text.charCodeAt(a) <= 32) a++
-    while (b > a && text.charCodeAt(b - 1) <= 32) b--
-    if (b > a) out.push(text.slice(a, b))
-    start = end + 1
-  }
-  return out
-}
 
 /** In the acceptor: the lists (inline and from files) go into the shared IP table once. */
 export async function prepareIpFilter (config: IpFilterConfig, api: PrepareApi): Promise<IpFilterPrepared> {

@@ -42,23 +42,55 @@ function showKey (key: string): string {
   return JSON.stringify(key.length > SHOW_KEY ? key.slice(0, SHOW_KEY) + '…' : key)
 }
 
-/** Stacks shared by every scan of this thread (a scan is synchronous), grown as needed. */
+/**
+ * Stacks shared by every scan of this thread (a scan is synchronous), grown as needed.
+ *
+ * Keys are not copied out of the text to be checked. Every open object's keys so far sit on
+ * one stack of records (start, length, hash of their characters); an object's records run
+ * from `base[depth]` to the top and are popped when it closes. A new key is compared with
+ * its object's records by hash and length, and character by character only when both agree.
+ * That is a linear search, so an object that grows past SMALL keys, or has a key written
+ * with escapes (`"\u0061"` is the key `a`), moves to a Set of decoded key strings instead.
+ */
+const SMALL = 16
 let kinds = new Uint8Array(64)
 let members = new Uint32Array(64)
-/** Per level: the object's keys so far (duplicate check), the last key seen at that level,
- *  and whether the object is the value of a `constructor` key. */
-let keySets: Array<Set<string> | undefined> = new Array(64)
-let lastKeys: Array<string | undefined> = new Array(64)
+let base = new Uint32Array(64)
+/** Per level: whether the object is the value of a `constructor` key. */
 let inCtor = new Uint8Array(64)
+/** Per level: the object's keys as strings, once it has left the record stack's fast path. */
+let keySets: Array<Set<string> | undefined> = new Array(64)
+let kStart = new Uint32Array(256)
+let kLen = new Uint32Array(256)
+let kHash = new Int32Array(256)
 
 function ensure (depth: number): void {
   if (depth < kinds.length) return
   const n = Math.max(depth + 1, kinds.length * 2)
   const k = new Uint8Array(n); k.set(kinds); kinds = k
   const m = new Uint32Array(n); m.set(members); members = m
+  const b = new Uint32Array(n); b.set(base); base = b
   const c = new Uint8Array(n); c.set(inCtor); inCtor = c
   keySets = keySets.concat(new Array(n - keySets.length))
-  lastKeys = lastKeys.concat(new Array(n - lastKeys.length))
+}
+
+function ensureKeys (top: number): void {
+  if (top < kStart.length) return
+  const n = kStart.length * 2
+  const s = new Uint32Array(n); s.set(kStart); kStart = s
+  const l = new Uint32Array(n); l.set(kLen); kLen = l
+  const h = new Int32Array(n); h.set(kHash); kHash = h
+}
+
+/** Whether text[a, a + len) and text[b, b + len) hold the same characters. */
+function sameRange (text: string, a: number, b: number, len: number): boolean {
+  for (let i = 0; i < len; i++) if (text.charCodeAt(a + i) !== text.charCodeAt(b + i)) return false
+  return true
+}
+
+/** Whether a key is `word`: the decoded `key` when it had escapes, else text[start, start + len). */
+function keyIs (text: string, key: string | undefined, start: number, len: number, word: string): boolean {
+  return key !== undefined ? key === word : len === word.length && text.startsWith(word, start)
 }
 
 /** Scan raw JSON text (see the file's comment); undefined when it may be parsed. */
@@ -69,7 +101,10 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
   const len = text.length
   let depth = 0
   let deepest = 0
+  let top = 0
   let expectKey = false
+  /** The last key of the object at the current depth was `constructor`. */
+  let lastWasCtor = false
   let problem: JsonProblem | undefined
   for (let i = 0; i < len; i++) {
     const c = text.charCodeAt(i)
@@ -87,24 +122,58 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
       }
       if (j >= len) break // unterminated: JSON.parse reports it
       if (expectKey && wantKeys) {
-        let key = text.slice(i + 1, j)
-        if (key.indexOf('\\') !== -1) {
+        const start = i + 1
+        const klen = j - start
+        // One pass over the key: its hash, and whether it is written with escapes.
+        let h = klen
+        let escaped = false
+        for (let x = start; x < j; x++) {
+          const kc = text.charCodeAt(x)
+          if (kc === BACKSLASH) escaped = true
+          h = (Math.imul(h, 31) + kc) | 0
+        }
+        let key: string | undefined
+        if (escaped) {
           try { key = JSON.parse(text.slice(i, j + 1)) as string } catch { break }
         }
-        if (proto && (key === '__proto__' || (key === 'prototype' && inCtor[depth] === 1))) {
-          problem = { code: 'BODY_FORBIDDEN_KEY', detail: `the body uses the key ${showKey(key)}${key === 'prototype' ? " in a 'constructor' object" : ''}, which is refused` }
+        if (proto && (keyIs(text, key, start, klen, '__proto__') || (inCtor[depth] === 1 && keyIs(text, key, start, klen, 'prototype')))) {
+          const shown = key ?? text.slice(start, j)
+          problem = { code: 'BODY_FORBIDDEN_KEY', detail: `the body uses the key ${showKey(shown)}${shown === 'prototype' ? " in a 'constructor' object" : ''}, which is refused` }
           break
         }
+        lastWasCtor = keyIs(text, key, start, klen, 'constructor')
         if (dups) {
           let set = keySets[depth]
-          if (set === undefined) keySets[depth] = set = new Set()
-          if (set.has(key)) {
-            problem = { code: 'BODY_DUPLICATE_KEY', detail: `an object in the body names the key ${showKey(key)} twice` }
-            break
+          const from = base[depth] as number
+          if (set === undefined && (key !== undefined || top - from >= SMALL)) {
+            // Leave the fast path: every key so far (none had escapes) as a string.
+            keySets[depth] = set = new Set()
+            for (let r = from; r < top; r++) set.add(text.slice(kStart[r] as number, (kStart[r] as number) + (kLen[r] as number)))
+            top = from
           }
-          set.add(key)
+          if (set !== undefined) {
+            const k = key ?? text.slice(start, j)
+            if (set.has(k)) {
+              problem = { code: 'BODY_DUPLICATE_KEY', detail: `an object in the body names the key ${showKey(k)} twice` }
+              break
+            }
+            set.add(k)
+          } else {
+            let dup = false
+            for (let r = from; r < top; r++) {
+              if (kHash[r] === h && kLen[r] === klen && sameRange(text, kStart[r] as number, start, klen)) { dup = true; break }
+            }
+            if (dup) {
+              problem = { code: 'BODY_DUPLICATE_KEY', detail: `an object in the body names the key ${showKey(text.slice(start, j))} twice` }
+              break
+            }
+            ensureKeys(top)
+            kStart[top] = start
+            kLen[top] = klen
+            kHash[top] = h
+            top++
+          }
         }
-        lastKeys[depth] = key
       }
       expectKey = false
       i = j
@@ -120,17 +189,23 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
       if (depth > deepest) deepest = depth
       kinds[depth] = c === 0x7b ? OBJECT : ARRAY
       members[depth] = 0
+      base[depth] = top
       if (wantKeys) {
         keySets[depth]?.clear()
-        lastKeys[depth] = undefined
-        inCtor[depth] = parentIsObject && c === 0x7b && lastKeys[depth - 1] === 'constructor' ? 1 : 0
+        keySets[depth] = undefined
+        inCtor[depth] = parentIsObject && c === 0x7b && lastWasCtor ? 1 : 0
       }
+      lastWasCtor = false
       expectKey = c === 0x7b
       continue
     }
     if (c === 0x7d || c === 0x5d) { // } ]
       if (depth === 0) break // unbalanced: JSON.parse reports it
+      // The container's keys are popped; the parent's last key is no longer `constructor`'s
+      // value-to-come (a container value ends the member).
+      top = base[depth] as number
       depth--
+      lastWasCtor = false
       expectKey = false
       continue
     }
@@ -141,6 +216,7 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
         problem = { code: 'BODY_TOO_MANY_ELEMENTS', detail: `an ${kinds[depth] === OBJECT ? 'object' : 'array'} in the body has more than ${maxElements} members` }
         break
       }
+      lastWasCtor = false
       expectKey = kinds[depth] === OBJECT
     }
   }
@@ -148,7 +224,7 @@ export function scanJson (text: string, limits: JsonLimits): JsonProblem | undef
     // Drop the key sets' contents (client data) now rather than on the next scan.
     for (let d = 1; d <= deepest; d++) {
       keySets[d]?.clear()
-      lastKeys[d] = undefined
+      keySets[d] = undefined
     }
   }
   return problem

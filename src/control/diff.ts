@@ -13,8 +13,8 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
  * is summarised too); what is not a config counts as an empty one.
  */
 export function summarize (before: unknown, after: unknown): ChangeSummary {
-  const a = normalized(before)
-  const b = normalized(after)
+  const a = isObj(before) ? before : {}
+  const b = isObj(after) ? after : {}
 
   const routesA = entries(a.routes, label)
   const routesB = entries(b.routes, label)
@@ -22,34 +22,33 @@ export function summarize (before: unknown, after: unknown): ChangeSummary {
   const pluginsA = pluginEntries(a.plugins, routesA)
   const pluginsB = pluginEntries(b.plugins, routesB)
 
+  const props = gatewaySchema.properties as Obj
   const settings: string[] = []
   for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
     if (k === 'routes' || k === 'plugins') continue
-    if (!sameJson(a[k], b[k])) settings.push(k)
+    if (!sameUnder(props[k], a[k], b[k])) settings.push(k)
   }
 
-  return { routes: compare(routesA, routesB), plugins: compare(pluginsA, pluginsB, pluginGroup), settings: settings.sort() }
+  return {
+    routes: compare(routesA, routesB, noGroup, (x, y) => sameUnder(ROUTE, x, y)),
+    plugins: compare(pluginsA, pluginsB, pluginGroup, (x, y) => sameUnder(PLUGIN, x, y))
+  , settings: settings.sort() }
 }
 
-// The running config is the `before` of the next update: its filled-in copy is kept.
-const filled = new WeakMap<object, Obj>()
+const ROUTE = (gatewaySchema.properties.routes as Obj).items
+const PLUGIN = (gatewaySchema.properties.plugins as Obj).items
 
-/** `copy` is a deep copy of `original` (the store keeps its own): share its filled-in form. */
-export function adoptCopy (copy: unknown, original: unknown): void {
-  if (!isObj(copy) || !isObj(original)) return
-  const f = filled.get(original)
-  if (f !== undefined) filled.set(copy, f)
+/**
+ * Two values equal as written, or once the schema's defaults are filled in (`listen: {}` and
+ * no `listen`; a plugin entry with and without `enabled: true`). Defaults are filled only
+ * where the written forms differ: with 1,000 routes most are untouched by an update, and
+ * filling every one cost tens of ms per update.
+ */
+function sameUnder (schema: unknown, x: unknown, y: unknown): boolean {
+  return sameJson(x, y) || sameJson(withDefaults(schema, x), withDefaults(schema, y))
 }
 
-function normalized (config: unknown): Obj {
-  if (!isObj(config)) return withDefaults(gatewaySchema, {}) as Obj
-  let out = filled.get(config)
-  if (out === undefined) {
-    out = withDefaults(gatewaySchema, config) as Obj
-    filled.set(config, out)
-  }
-  return out
-}
+const noGroup = (): string => ''
 
 /**
  * Added, removed and changed keys of two ordered maps. Order is part of the config (routes
@@ -58,7 +57,7 @@ function normalized (config: unknown): Obj {
  * Groups: one list each (all routes; the global plugins; one route's plugins), so moving a
  * route does not count its plugins as changed.
  */
-function compare (a: Map<string, unknown>, b: Map<string, unknown>, group: (k: string) => string = () => ''): { added: string[], removed: string[], changed: string[] } {
+function compare (a: Map<string, unknown>, b: Map<string, unknown>, group: (k: string) => string, same: (x: unknown, y: unknown) => boolean): { added: string[], removed: string[], changed: string[] } {
   const added = [...b.keys()].filter((k) => !a.has(k))
   const removed = [...a.keys()].filter((k) => !b.has(k))
   const order = (m: Map<string, unknown>, other: Map<string, unknown>): Map<string, string[]> => {
@@ -77,7 +76,7 @@ function compare (a: Map<string, unknown>, b: Map<string, unknown>, group: (k: s
   const changed: string[] = []
   for (const [g, list] of orderA) {
     const listB = orderB.get(g) ?? []
-    list.forEach((k, i) => { if (listB[i] !== k || !sameJson(a.get(k), b.get(k))) changed.push(k) })
+    list.forEach((k, i) => { if (listB[i] !== k || !same(a.get(k), b.get(k))) changed.push(k) })
   }
   return { added: added.sort(), removed: removed.sort(), changed: changed.sort() }
 }

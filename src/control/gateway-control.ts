@@ -4,7 +4,7 @@ import { createSharedState, prepareConfig } from '../acceptor.js'
 import { codes, GatewayError } from '../errors.js'
 import { VERSION } from '../version.js'
 import type { AuditLog } from './audit.js'
-import { adoptCopy, summarize } from './diff.js'
+import { summarize } from './diff.js'
 import type { Actor, ConfigVersion, GatewayControl, GatewayStatus, StagedVersion, UpdateResult, Versions } from './types.js'
 
 function refused (err: unknown): UpdateResult {
@@ -99,8 +99,6 @@ export class Control implements GatewayControl {
       return r
     }
     const v = await (staged as StagedVersion).commit()
-    // The next update's summary compares against the stored copy: it need not be redone.
-    adoptCopy(v.raw, raw)
     this.#audit?.record({ actor, action, result: 'applied', versionBefore: before?.version, versionAfter: v.version, generation, summary })
     const ms = performance.now() - started
     timings.storeMs = Math.round(ms) - timings.prepareMs - timings.publishMs

@@ -470,6 +470,13 @@ function setBytes (c: CompiledSet): number {
  * Throws IpTableError for an invalid CIDR (naming the set, the entry's index and its text),
  * for more than IP_SETS_MAX sets, and for sets that do not fit a region.
  */
+/**
+ * Compiled forms of frozen lists (a CIDR file left as it was comes back as the same frozen
+ * array: plugins/ip-filter/list-file.ts), so an update that keeps a 100k list skips its
+ * parse, sort and merge. Weak: a list nobody holds any more takes its compiled form along.
+ */
+const compiledSets = new WeakMap<object, CompiledSet>()
+
 export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
   if (!Array.isArray(sets)) throw new TypeError('IP sets must be an array of arrays of CIDRs')
   if (sets.length > IP_SETS_MAX) throw new IpTableError(`${sets.length} IP sets given; a table holds at most ${IP_SETS_MAX}`)
@@ -480,6 +487,14 @@ export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
   for (let s = 0; s < sets.length; s++) {
     const set = sets[s]
     if (!Array.isArray(set)) throw new TypeError(`IP set ${s} must be an array of CIDRs`)
+    const known = compiledSets.get(set)
+    if (known !== undefined) {
+      compiled.push(known)
+      v4Ranges += known.v4.n
+      v6Ranges += known.v6.n
+      bytes += setBytes(known)
+      continue
+    }
     // One pass: parse into arrays sized for the whole set (no growing, no object per CIDR).
     const len = set.length
     const keys4 = new Float64Array(len)
@@ -501,6 +516,8 @@ export function compileIpSets (sets: readonly IpSetInput[]): CompiledIpTable {
       }
     }
     const c: CompiledSet = { v4: compileV4(keys4.subarray(0, n4)), v6: compileV6(recs6, n6) }
+    // Only a frozen list can be known by identity: nobody can change it after this.
+    if (Object.isFrozen(set)) compiledSets.set(set, c)
     compiled.push(c)
     v4Ranges += c.v4.n
     v6Ranges += c.v6.n

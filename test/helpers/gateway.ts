@@ -89,7 +89,7 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
     }
   })
 
-  const waitFor = (pred: (l: LogLine) => boolean, ms = 15_000): Promise<LogLine> => {
+  const waitFor = (pred: (l: LogLine) => boolean, ms = 45_000): Promise<LogLine> => {
     const found = lines.find(pred)
     if (found !== undefined) return Promise.resolve(found)
     return new Promise((resolve, reject) => {

@@ -7,6 +7,7 @@ import { request } from 'undici'
 import requestValidator from '../../plugins/request-validator/index.js'
 import { cachedValidators } from '../../plugins/request-validator/compile.js'
 import { scanJson } from '../../plugins/request-validator/json.js'
+import { rng } from '../../bench/lib/rng.js'
 import { compileLinear } from '../../plugins/request-validator/linear-regexp.js'
 import { parseQuery } from '../../plugins/request-validator/query.js'
 import { mediaRangeMatcher, parseMediaType } from '../../plugins/request-validator/request-validator.js'
@@ -393,6 +394,54 @@ t.test('scanJson and parseQuery', async (t) => {
   t.equal(scanJson('[[1,2,3],[1,2,3],[1,2,3]]', limits), undefined, 'counted per container')
   t.match(scanJson('{"a":1,"b":2,"a":3}', limits), { code: 'BODY_DUPLICATE_KEY' })
   t.equal(scanJson('{"a":"a","b":"a"}', limits), undefined, 'values are not keys')
+  const deep = { maxDepth: 64, maxElements: 1000, rejectDuplicateKeys: true, rejectProtoKeys: true }
+  t.match(scanJson('{"a":1,"\\u0061":2}', deep), { code: 'BODY_DUPLICATE_KEY', detail: /"a"/ }, 'a key written with escapes is the same key')
+  t.equal(scanJson('{"x":{"a":1},"a":2}', deep), undefined, 'a nested object\'s keys are its own')
+  t.match(scanJson('{"a":{"b":1,"c":[{"b":2}]},"d":1,"a":3}', deep), { code: 'BODY_DUPLICATE_KEY' }, 'found again after nested containers close')
+  const many = Array.from({ length: 40 }, (_, i) => `"k${i}":${i}`)
+  t.equal(scanJson(`{${many.join(',')}}`, deep), undefined, '40 different keys')
+  t.match(scanJson(`{${many.join(',')},"k3":0}`, deep), { code: 'BODY_DUPLICATE_KEY', detail: /"k3"/ }, 'a duplicate among more than 16 keys')
+  t.match(scanJson(`{${many.join(',')},"k\\u0033":0}`, deep), { code: 'BODY_DUPLICATE_KEY' }, 'and written with escapes')
+  t.match(scanJson('{"\\u005f_proto__":1}', deep), { code: 'BODY_FORBIDDEN_KEY' }, '__proto__ written with escapes')
+  t.match(scanJson('{"a":1,"constructor":{"x":1,"prototype":{}}}', deep), { code: 'BODY_FORBIDDEN_KEY' })
+  t.equal(scanJson('{"constructor":1,"b":{"prototype":1}}', deep), undefined, 'prototype under another key')
+
+  // Differential: random bodies, with one duplicate put in (or not) at a random object, keys
+  // randomly written with escapes; the scan must find exactly the planted duplicates.
+  const rand = rng(7)
+  const spell = (k: string): string => [...k].map((ch) => rand() < 0.2 ? `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}` : ch).join('')
+  const objects: string[][] = []
+  const gen = (d: number): string => {
+    if (d > 4 || rand() < 0.3) return rand() < 0.5 ? String(Math.floor(rand() * 100)) : '"v{,}[]"'
+    if (rand() < 0.3) return `[${Array.from({ length: Math.floor(rand() * 4) }, () => gen(d + 1)).join(',')}]`
+    const n = Math.floor(rand() * (rand() < 0.2 ? 30 : 6))
+    const keys = Array.from({ length: n }, (_, i) => `k${i}${rand() < 0.5 ? 'x' : ''}`)
+    const members = keys.map((k) => `"${spell(k)}":${gen(d + 1)}`)
+    objects.push(members)
+    return `{${members.join(',')}}`
+  }
+  let planted = 0
+  let found = 0
+  for (let i = 0; i < 400; i++) {
+    objects.length = 0
+    let body = gen(0)
+    const plant = rand() < 0.5 && objects.some((m) => m.length > 0)
+    if (plant) {
+      // Re-generate with a duplicate: append a copy of an existing member's key to one object.
+      const withKeys = objects.filter((m) => m.length > 0)
+      const target = withKeys[Math.floor(rand() * withKeys.length)] as string[]
+      const victim = target[Math.floor(rand() * target.length)] as string
+      const key = victim.slice(0, victim.indexOf('":') + 1)
+      const text = `{${target.join(',')}}`
+      body = body.replace(text, `{${target.join(',')},${key}:0}`)
+      planted++
+    }
+    const r = scanJson(body, deep)
+    if (r?.code === 'BODY_DUPLICATE_KEY') found++
+    if ((r?.code === 'BODY_DUPLICATE_KEY') !== plant) t.fail(`body ${i}: planted ${String(plant)}, scan said ${r?.code ?? 'ok'}: ${body.slice(0, 200)}`)
+  }
+  t.ok(planted > 100, `${planted} duplicates planted`)
+  t.equal(found, planted, 'every planted duplicate found, and nothing else')
   // Garbage never throws or loops; JSON.parse has the last word on it.
   for (const junk of ['', '"', '"\\', '}}}', ']', ',,,', '{"a', '{"\\u12"', '[' + '"'.repeat(1001)]) t.doesNotThrow(() => scanJson(junk, limits), JSON.stringify(junk))
 
