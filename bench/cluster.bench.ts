@@ -59,9 +59,9 @@ async function main (): Promise<void> {
   const up = `http://127.0.0.1:${upstream.port}`
   const redisUrl = `redis://127.0.0.1:${redis.port}`
   const subjects = {
-    local: await startTollgateWithConfig(root, 'tollgate-local', { config: config(up, undefined) }),
-    strict: await startTollgateWithConfig(root, 'tollgate-strict', { config: config(up, { redis: redisUrl, mode: 'strict', timeout: '1s' }) }),
-    fast: await startTollgateWithConfig(root, 'tollgate-fast', { config: config(up, { redis: redisUrl, mode: 'fast', syncInterval: '100ms' }) })
+    local: await startTollgateWithConfig(root, 'tollgate-local', { config: config(up, undefined), startTimeoutMs: 120_000 }),
+    strict: await startTollgateWithConfig(root, 'tollgate-strict', { config: config(up, { redis: redisUrl, mode: 'strict', timeout: '1s' }), startTimeoutMs: 120_000 }),
+    fast: await startTollgateWithConfig(root, 'tollgate-fast', { config: config(up, { redis: redisUrl, mode: 'fast', syncInterval: '100ms' }), startTimeoutMs: 120_000 })
   }
   const settings = { threads: 1, connections: CONNECTIONS, durationSec: DURATION }
   const results: Record<string, LoadResult[]> = { local: [], strict: [], fast: [] }
