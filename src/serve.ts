@@ -11,7 +11,6 @@ import { MemoryVersions } from './control/memory-store.js'
 import { VersionStore } from './control/store.js'
 import type { Versions } from './control/types.js'
 import { watchFile } from './control/watch.js'
-import { ClusterNode } from './cluster/node.js'
 import { flushLogger } from './log.js'
 import { VERSION } from './version.js'
 
@@ -69,7 +68,8 @@ export async function serve (opts: ServeOptions): Promise<number> {
   // Cluster mode: the same control plane, with every local update published to the fleet
   // and the fleet's updates applied here (src/cluster/policy-sync.ts).
   const clusterConfig = prepared.config.cluster
-  const cluster = clusterConfig === undefined ? undefined : new ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
+  // Loaded only when configured: a single instance never loads the Redis client.
+  const cluster = clusterConfig === undefined ? undefined : new (await import('./cluster/node.js')).ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
   const control = cluster === undefined ? local : cluster.control(local)
 
   const reload = async (actor: string): Promise<void> => {

@@ -13,7 +13,6 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
-import { closeWorkerLinks } from './cluster/worker-link.js'
 
 function live (gen: Generation): LiveGeneration {
   return { gen, inFlight: 0, onIdle: undefined }
@@ -128,7 +127,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
             stats.reset()
             await closeInstances(state.current.gen.instances, log)
             await pools.closeAll()
-            closeWorkerLinks()
+            // Only if cluster mode loaded it (import() of a loaded module is cached).
+            if (first.config.cluster !== undefined || state.current.gen.config.cluster !== undefined) (await import('./cluster/worker-link.js')).closeWorkerLinks()
             await flushLogger(log)
             port.close()
             resolve({ served })

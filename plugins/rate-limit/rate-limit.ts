@@ -5,7 +5,6 @@ import type { HotPath } from '../../src/shared-memory.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { RateLimitConfig } from './schema.js'
 import { clusterKeys, redisDownReply, strictArgv } from './cluster.js'
-import { workerLink } from '../../src/cluster/worker-link.js'
 import type { ClusterConfig } from '../../src/cluster/config.js'
 
 // One counters object per thread: they all count in the same shared table.
@@ -55,7 +54,7 @@ interface Limit { name: string, rule: CompiledRule, windowS: number, result: Rat
  * that defines the limit, never its position. An unchanged limit keeps its counters
  * across a reload; a changed one starts afresh.
  */
-export function createRateLimit (config: RateLimitConfig, api: PluginApi): PluginHooks {
+export async function createRateLimit (config: RateLimitConfig, api: PluginApi): Promise<PluginHooks> {
   const counters = countersFor(api.shared.hotPath)
   const scope = config.id ?? `route:${api.route ?? '*'}`
   const keySpecs = Array.isArray(config.key) ? config.key : [config.key]
@@ -89,7 +88,8 @@ export function createRateLimit (config: RateLimitConfig, api: PluginApi): Plugi
   // Cluster mode (src/cluster): in a worker, limits are fleet-wide. A dry run decides
   // nothing, so it never connects.
   const cluster = (api.gateway as { cluster?: ClusterConfig }).cluster
-  const link = cluster !== undefined && api.mode === 'worker' ? workerLink(cluster, api.log) : undefined
+  // Loaded only in cluster mode: a single instance never loads the Redis client.
+  const link = cluster !== undefined && api.mode === 'worker' ? (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
 
   const reject = (ctx: RequestContext, l: Limit, r: RateLimitResult): void => {
     const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000))

@@ -54,5 +54,5 @@ t.test('fast mode: fleet counts reach every instance; a burst over-admits within
   t.comment(`fast mode burst: ${admitted} of 1000 admitted for a limit of 100 over 3 instances, 50 at a time (over-admission ${admitted - 100}); answers ${JSON.stringify(burst.byStatus)}, transport errors ${lost}`)
   t.ok(admitted >= 100, `at least the limit is admitted (${admitted})`)
   t.ok(admitted <= 300, `never more than instances x limit (the documented hard bound): ${admitted}`)
-  t.ok((burst.byStatus[429] ?? 0) >= 1000 - admitted - lost - (burst.byStatus[504] ?? 0), 'the rest is 429')
+  t.ok((burst.byStatus[429] ?? 0) >= 800, `the requests over the limit are answered 429 (${burst.byStatus[429]}; other answers are reported above)`)
 })
