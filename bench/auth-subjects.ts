@@ -8,7 +8,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from 'jose'
 import { startServer } from './lib/children.js'
 import { announcedPort } from './lib/ready.js'
 import { startTollgateWithConfig } from './lib/tollgate.js'
-import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
+import type { ControlRequest, RunningSubject, Subject, SubjectContext, SubjectGroup } from './lib/subject.js'
 
 const HOST = '127.0.0.1'
 const ISSUER = 'https://issuer.bench.test'
@@ -17,7 +17,9 @@ const here = (file: string): string => fileURLToPath(new URL(file, import.meta.u
 /** tollgate, 1 worker, with `config`; every request carries `headers`. */
 async function startTollgate (ctx: SubjectContext, name: string, config: Record<string, unknown>, headers: Record<string, string>, alsoStop?: () => Promise<void>): Promise<RunningSubject> {
   const s = await startTollgateWithConfig(ctx.root, name, { config, alsoStop })
-  return { url: `http://${HOST}:${s.port}/`, headers, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
+  // The proof the plugin ran: the same request without the credential is refused.
+  const controls: ControlRequest[] = [{ what: 'no credential', status: 401 }]
+  return { url: `http://${HOST}:${s.port}/`, headers, pid: s.pid, commandLine: s.commandLine, controls, alive: s.alive, stop: s.stop }
 }
 
 function route (upstream: string, plugins: unknown[]): Record<string, unknown> {
@@ -89,6 +91,8 @@ export const authSubjects: readonly Subject[] = [
   jwtSubject('ES256'),
   { name: 'tollgate-introspection', description: 'tollgate, 1 worker: oauth2-introspection, warm cache (one AS call per worker)', start: introspection },
 ]
+
+export const authGroup: SubjectGroup = { name: 'auth', description: 'each authn plugin alone, every request with a valid credential', subjects: authSubjects }
 
 /** Issue #4's targets, as a fraction of the `tollgate` subject's req/s. */
 export const authTargets: Readonly<Record<string, number>> = {

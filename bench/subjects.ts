@@ -1,134 +1,97 @@
-// What the bench measures: one entry per subject, each started as its own process (the
-// upstream is shared and started once by the runner). A new subject is a new entry here.
-import { fileURLToPath } from 'node:url'
+// The registry of bench subjects: one line per subject file. A subject file
+// (bench/<what>-subjects.ts) exports its subjects, either as a SubjectGroup
+// (`export const fooGroup: SubjectGroup = { name, description, subjects }`) or as an array
+// of Subject (`export const fooSubjects: readonly Subject[] = [...]`, grouped under the
+// file's name). To add one, add its compiled path to SUBJECT_MODULES, in the order it should
+// run and be reported. A listed file that is not in this build (a branch not merged yet) is
+// skipped with a note in --list, so the list can name files that land later.
 import { startServer } from './lib/children.js'
-import { startTollgateWithConfig } from './lib/tollgate.js'
-import { announcedPort, tollgateListening } from './lib/ready.js'
-import { authSubjects } from './auth-subjects.js'
-import { validateSubjects } from './validate-subjects.js'
+import { announcedPort } from './lib/ready.js'
+import type { Subject, SubjectGroup } from './lib/subject.js'
+import { fileURLToPath } from 'node:url'
 
-export interface SubjectContext {
-  /** Base URL of the shared upstream, e.g. http://127.0.0.1:41234 */
-  upstreamUrl: string
-  /** How the shared upstream was started. */
-  upstreamCommandLine: string
-  /** The repository root (holds bin/ and dist/). */
-  root: string
-}
+export type { ControlRequest, RunningSubject, Subject, SubjectContext, SubjectGroup } from './lib/subject.js'
 
-export interface RunningSubject {
-  url: string
-  /** Headers every request to this subject carries (a credential). */
-  headers?: Record<string, string>
-  /** Method and body of every request, when not a plain GET (the validator's JSON POST). */
-  method?: string
-  body?: string
-  /** The process serving the requests, for its CPU time per request. */
-  pid?: number
-  commandLine: string
-  /** False once the subject's process has died. */
-  alive(): boolean
-  stop(): Promise<void>
-}
-
-export interface Subject {
-  name: string
-  description: string
-  start(ctx: SubjectContext): Promise<RunningSubject>
-}
-
-const HOST = '127.0.0.1'
-const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url))
-
-const coreSubjects: readonly Subject[] = [
-  {
-    name: 'upstream',
-    description: 'the upstream itself, no proxy: the ceiling',
-    async start(ctx) {
-      return { url: `${ctx.upstreamUrl}/`, commandLine: ctx.upstreamCommandLine, alive: () => true, stop: async () => {} }
-    },
-  },
-  {
-    name: 'bare-proxy',
-    description: 'node:http + one undici Pool, streamed (bench/bare-proxy.ts): the floor',
-    async start(ctx) {
-      const s = await startServer({
-        name: 'bare-proxy',
-        command: process.execPath,
-        args: [here('./bare-proxy.js'), ctx.upstreamUrl, '--host', HOST, '--port', '0'],
-        ready: announcedPort,
-        startTimeoutMs: 10_000,
-      })
-      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
-    },
-  },
-  {
-    name: 'tollgate',
-    description: 'tollgate, 1 worker, no plugins',
-    async start(ctx) {
-      const s = await startServer({
-        name: 'tollgate',
-        command: process.execPath,
-        args: [
-          `${ctx.root}/bin/tollgate.js`,
-          '--upstream', ctx.upstreamUrl,
-          '--host', HOST,
-          '--port', '0',
-          '--workers', '1',
-          '--log-level', 'warn',
-        ],
-        cwd: ctx.root,
-        ready: tollgateListening,
-        startTimeoutMs: 20_000,
-      })
-      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
-    },
-  },
-  {
-    name: 'tollgate-ip-rate',
-    description: 'tollgate, 1 worker: ip-filter with 1,000,000 CIDRs + one rate-limit (checked, never hit)',
-    async start(ctx) {
-      const s = await startTollgateWithConfig(ctx.root, 'tollgate-ip-rate', { ...policyConfig(ctx.upstreamUrl), startTimeoutMs: 60_000 })
-      return { url: `http://${HOST}:${s.port}/`, pid: s.pid, commandLine: s.commandLine, alive: s.alive, stop: s.stop }
-    },
-  },
+const SUBJECT_MODULES: readonly string[] = [
+  './core-subjects.js',          // 1. upstream, bare-proxy, tollgate (no plugins)
+  './plugin-subjects.js',        // 2. each built-in plugin alone, doing its real work
+  './auth-subjects.js',          // 2. the authn plugins (key-auth, jwt-auth, introspection)
+  './validate-subjects.js',      // 2. request-validator with a 1 KiB JSON order
+  './policy-subjects.js',        // 3. full-policy
+  './peer-subjects.js',          // 4. @fastify/http-proxy, fast-gateway, HAProxy
+  './worker-subjects.js',        // 5. tollgate with 1, 2, 4 workers
+  './tls-subjects.js',
+  './upstream-subjects.js',
+  './cache-subjects.js',
+  './observability-subjects.js',
 ]
 
-export const subjects: readonly Subject[] = [...coreSubjects, ...authSubjects, ...validateSubjects]
-
-/**
- * A config with the issue's policy set: a deny list of 1,000,000 distinct /32s and /24s (none
- * covers 127.0.0.0/8, so the bench's requests pass) and a rate limit far above the load.
- * Written once per run into a temp dir.
- */
-function policyConfig (upstreamUrl: string): { config: Record<string, unknown>, files: Record<string, string> } {
-  const lines: string[] = []
-  for (let i = 0; i < 1_000_000; i++) {
-    // 11.0.0.0 - 26.x.x.x: /32s for even i, /24s for odd i, all distinct.
-    const a = 11 + (i >>> 16)
-    lines.push(i % 2 === 0 ? `${a}.${(i >>> 8) & 255}.${i & 255}.1` : `${a + 16}.${(i >>> 8) & 255}.${i & 255}.0/24`)
-  }
-  const config = {
-    routes: [{
-      name: 'all',
-      match: { path: '/' },
-      upstream: upstreamUrl,
-      plugins: [
-        { name: 'ip-filter', config: { denyFile: 'deny.txt' } },
-        { name: 'rate-limit', config: { limits: [{ limit: 1_000_000, window: '1s', algorithm: 'fixed-window' }] } },
-      ],
-    }],
-  }
-  return { config, files: { 'deny.txt': lines.join('\n') + '\n' } }
+export interface LoadedGroups {
+  groups: SubjectGroup[]
+  /** Listed files that are not in this build. */
+  missing: string[]
 }
 
+function isSubject (v: unknown): v is Subject {
+  const s = v as Partial<Subject> | null
+  return typeof s === 'object' && s !== null && typeof s.name === 'string' && typeof s.description === 'string' && typeof s.start === 'function'
+}
+
+function isGroup (v: unknown): v is SubjectGroup {
+  const g = v as Partial<SubjectGroup> | null
+  return typeof g === 'object' && g !== null && typeof g.name === 'string' && Array.isArray(g.subjects) && g.subjects.every(isSubject)
+}
+
+/** Import every listed subject file and collect its groups; names must be unique. */
+export async function loadSubjectGroups (): Promise<LoadedGroups> {
+  const groups: SubjectGroup[] = []
+  const missing: string[] = []
+  const seen = new Set<string>()
+  for (const file of SUBJECT_MODULES) {
+    const url = new URL(file, import.meta.url)
+    let mod: Record<string, unknown>
+    try {
+      mod = await import(url.href) as Record<string, unknown>
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException & { url?: string }
+      // Only the listed file itself being absent is skipped; a broken import inside it is an error.
+      if (e.code === 'ERR_MODULE_NOT_FOUND' && e.message.includes(fileURLToPath(url))) {
+        missing.push(file)
+        continue
+      }
+      throw err
+    }
+    const fileName = file.replace(/^\.\//, '').replace(/-subjects\.js$/, '').replace(/\.js$/, '')
+    // The file's SubjectGroups; only where it exports none, its Subject arrays.
+    const found: SubjectGroup[] = Object.values(mod).filter(isGroup)
+    if (found.length === 0) {
+      for (const value of Object.values(mod)) {
+        if (Array.isArray(value) && value.length > 0 && value.every(isSubject)) {
+          found.push({ name: fileName, description: `subjects of bench/${fileName}-subjects.ts`, subjects: value })
+        }
+      }
+    }
+    if (found.length === 0) throw new Error(`bench/${file}: exports no SubjectGroup and no Subject[]`)
+    for (const g of found) {
+      for (const s of g.subjects) {
+        if (seen.has(s.name)) throw new Error(`bench subject "${s.name}" is defined twice (in ${file})`)
+        seen.add(s.name)
+      }
+      groups.push(g)
+    }
+  }
+  return { groups, missing }
+}
+
+const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url))
+
 /** The shared upstream, started once per bench run. */
-export function startUpstream(): ReturnType<typeof startServer> {
+export function startUpstream (): ReturnType<typeof startServer> {
   return startServer({
     name: 'upstream',
     command: process.execPath,
-    args: [here('./upstream.js'), '--host', HOST, '--port', '0'],
+    args: [here('./upstream.js'), '--host', '127.0.0.1', '--port', '0'],
     ready: announcedPort,
-    startTimeoutMs: 10_000,
+    startTimeoutMs: 10_000
   })
 }

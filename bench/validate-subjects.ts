@@ -6,7 +6,7 @@
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { startTollgateWithConfig } from './lib/tollgate.js'
-import type { RunningSubject, Subject, SubjectContext } from './subjects.js'
+import type { ControlRequest, RunningSubject, Subject, SubjectContext, SubjectGroup } from './lib/subject.js'
 
 const HOST = '127.0.0.1'
 
@@ -97,7 +97,7 @@ export default definePlugin({
 `
 }
 
-async function startTollgate (ctx: SubjectContext, name: string, plugins: unknown[]): Promise<RunningSubject> {
+async function startTollgate (ctx: SubjectContext, name: string, plugins: unknown[], controls?: ControlRequest[]): Promise<RunningSubject> {
   const s = await startTollgateWithConfig(ctx.root, name, {
     config: { routes: [{ name: 'all', match: { path: '/' }, upstream: ctx.upstreamUrl, plugins }] },
     files: { 'read-body.mjs': readBodyPlugin(ctx.root) },
@@ -108,10 +108,20 @@ async function startTollgate (ctx: SubjectContext, name: string, plugins: unknow
     method: 'POST',
     body: orderBody(),
     pid: s.pid,
+    controls,
     commandLine: s.commandLine,
     alive: s.alive,
     stop: s.stop,
   }
+}
+
+/** The proof the validator ran: an order with a bad currency is refused. */
+export const invalidOrder: ControlRequest = {
+  what: 'an order the schema refuses (currency XXX)',
+  status: 400,
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: orderBody().replace('"currency":"EUR"', '"currency":"XXX"')
 }
 
 export const validateSubjects: readonly Subject[] = [
@@ -128,9 +138,11 @@ export const validateSubjects: readonly Subject[] = [
   {
     name: 'tollgate-validator',
     description: 'tollgate, 1 worker: request-validator with an order schema, POSTing a valid 1 KiB JSON order',
-    start: (ctx) => startTollgate(ctx, 'tollgate-validator', [{ name: 'request-validator', config: { body: ORDER_SCHEMA } }]),
+    start: (ctx) => startTollgate(ctx, 'tollgate-validator', [{ name: 'request-validator', config: { body: ORDER_SCHEMA } }], [invalidOrder]),
   },
 ]
+
+export const validateGroup: SubjectGroup = { name: 'validate', description: 'request-validator with a 1 KiB JSON order, beside the same POST without it', subjects: validateSubjects }
 
 /** The request-validator issue's target, as a fraction of the `tollgate` subject's req/s. */
 export const validateTargets: Readonly<Record<string, number>> = {

@@ -8,6 +8,7 @@ export const builtinPlugins: Readonly<Record<string, string>> = Object.freeze({
   'request-id': new URL('./request-id/index.js', import.meta.url).href,
   'access-log': new URL('./access-log/index.js', import.meta.url).href,
   'ip-filter': new URL('./ip-filter/index.js', import.meta.url).href,
+  'threat-guard': new URL('./threat-guard/index.js', import.meta.url).href,
   'rate-limit': new URL('./rate-limit/index.js', import.meta.url).href,
   'key-auth': new URL('./key-auth/index.js', import.meta.url).href,
   'jwt-auth': new URL('./jwt-auth/index.js', import.meta.url).href,

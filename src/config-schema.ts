@@ -214,7 +214,20 @@ const route = {
     stripPrefix: { type: 'boolean', default: false, description: 'Remove the matched path prefix before proxying' },
     timeouts: routeTimeouts,
     maxBodySize: { ...byteSize, description: 'Bytes of request body this route accepts (413); default limits.maxBodySize' },
-    websocket: { type: 'boolean', description: 'Proxy WebSocket upgrades on this route. Not implemented yet: true is refused; Upgrade is never forwarded' },
+    websocket: {
+      anyOf: [
+        { type: 'boolean' },
+        {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            idleTimeout: { ...duration, description: 'A tunnel with no bytes either way for this long is closed. Default 60s' },
+            maxLifetime: { ...duration, description: 'A tunnel is closed this long after it opened, busy or not; 0: no limit (the default)' }
+          }
+        }
+      ],
+      description: 'Proxy WebSocket upgrades on this route (after its request hooks have run): true, or the tunnel limits. Default false: Upgrade is stripped'
+    },
     clientIp: routeClientIp,
     anonymous: { ...identifier, description: 'A consumer id given to requests that send no credentials, instead of a 401' },
     plugins: { type: 'array', items: pluginRef, default: [] }
@@ -313,12 +326,23 @@ export interface RouteConfig {
   timeouts: TimeoutsConfig
   /** Always set after validation: the route's own, or limits.maxBodySize. */
   maxBodySize: number
-  websocket?: boolean
+  /** Set only when the route proxies WebSocket upgrades: its limits in ms (normalized). */
+  websocket?: WebSocketConfig
   /** Always complete after validation: the global block merged under the route's own. */
   clientIp: ClientIpConfig
   anonymous?: string
   plugins: PluginRef[]
 }
+
+export interface WebSocketConfig {
+  /** No bytes either way for this long closes the tunnel (ms). */
+  idleTimeout: number
+  /** The tunnel is closed this long after it opened (ms); 0: no limit. */
+  maxLifetime: number
+}
+
+/** Defaults of a route's `websocket` block. */
+export const WEBSOCKET_DEFAULTS = Object.freeze({ idleTimeout: 60_000, maxLifetime: 0 })
 
 export interface ClientIpConfig {
   trustedProxies: string[]

@@ -5,7 +5,8 @@ import { dirname, extname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { createConfigAjv } from './ajv.js'
 import { gatewaySchema, HTTP_DEFAULTS } from './config-schema.js'
-import type { ClientIpConfig, GatewayConfig, RouteConfig, TimeoutsConfig } from './config-schema.js'
+import { WEBSOCKET_DEFAULTS } from './config-schema.js'
+import type { ClientIpConfig, GatewayConfig, RouteConfig, TimeoutsConfig, WebSocketConfig } from './config-schema.js'
 import { CidrError, parseCidr } from './ip/parse.js'
 import { toMs } from './duration.js'
 import { codes } from './errors.js'
@@ -73,11 +74,6 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
       }
     })
   }
-  // Proxying upgraded connections is not implemented: say so rather than accept a flag that
-  // does nothing (Upgrade is never forwarded, on any route).
-  cfg.routes.forEach((r, i) => {
-    if (r.websocket === true) problems.push(`${raw.source}: /routes/${i}/websocket: WebSocket proxying is not implemented yet; Upgrade requests are answered without the upgrade on every route`)
-  })
   checkProxies(cfg.clientIp.trustedProxies, '/clientIp')
   cfg.routes.forEach((r, i) => checkProxies((r.clientIp as Partial<ClientIpConfig> | undefined)?.trustedProxies, `/routes/${i}/clientIp`))
   problems.push(...checkConsumers(cfg, raw.source, opts.warn))
@@ -163,19 +159,31 @@ function normalizeTimeouts (t: Record<string, number | string>): TimeoutsConfig 
   return { connect: toMs(t.connect ?? 5000), headers: toMs(t.headers ?? 30000), body: toMs(t.body ?? 30000) }
 }
 
+/** `websocket: true` or a block -> limits in ms; false or absent -> undefined (not proxied). */
+function normalizeWebSocket (w: unknown): WebSocketConfig | undefined {
+  if (w === undefined || w === false) return undefined
+  const b = (w === true ? {} : w) as { idleTimeout?: number | string, maxLifetime?: number | string }
+  return { idleTimeout: toMs(b.idleTimeout ?? WEBSOCKET_DEFAULTS.idleTimeout), maxLifetime: toMs(b.maxLifetime ?? WEBSOCKET_DEFAULTS.maxLifetime) }
+}
+
 function normalize (cfg: GatewayConfig & { workers?: number }): GatewayConfig {
   const limits = cfg.limits as unknown as Record<string, number | string>
   for (const k of ['headersTimeout', 'requestTimeout', 'keepAliveTimeout', 'drainTimeout']) limits[k] = toMs(limits[k] as number | string)
   if (limits.bodyIdleTimeout !== undefined) limits.bodyIdleTimeout = toMs(limits.bodyIdleTimeout)
   cfg.timeouts = normalizeTimeouts(cfg.timeouts as unknown as Record<string, number | string>)
   cfg.workers = cfg.workers ?? Math.max(1, availableParallelism())
-  cfg.routes = cfg.routes.map((r): RouteConfig => ({
-    ...r,
-    // A route's own timeouts and client-IP settings override the global ones field by field.
-    timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) }),
-    maxBodySize: (r.maxBodySize as number | undefined) ?? cfg.limits.maxBodySize ?? HTTP_DEFAULTS.maxBodySize,
-    clientIp: { ...cfg.clientIp, ...(r.clientIp as Partial<ClientIpConfig> | undefined) }
-  }))
+  cfg.routes = cfg.routes.map((r): RouteConfig => {
+    const { websocket, ...rest } = r as RouteConfig & { websocket?: unknown }
+    const ws = normalizeWebSocket(websocket)
+    return {
+      ...rest,
+      ...(ws === undefined ? {} : { websocket: ws }),
+      // A route's own timeouts and client-IP settings override the global ones field by field.
+      timeouts: normalizeTimeouts({ ...cfg.timeouts, ...(r.timeouts as unknown as Record<string, number | string>) }),
+      maxBodySize: (r.maxBodySize as number | undefined) ?? cfg.limits.maxBodySize ?? HTTP_DEFAULTS.maxBodySize,
+      clientIp: { ...cfg.clientIp, ...(r.clientIp as Partial<ClientIpConfig> | undefined) }
+    }
+  })
   return cfg as GatewayConfig
 }
 

@@ -80,6 +80,7 @@ export const codes = {
   GW_ERR_ADMIN_AUTH: createError('GW_ERR_ADMIN_AUTH', 'a valid admin bearer token is required', 401),
   GW_ERR_ADMIN_UNSAFE: createError('GW_ERR_ADMIN_UNSAFE', 'the admin API on %s needs a token (admin.tokens): only loopback may go without', 500),
   GW_ERR_STATE: createError('GW_ERR_STATE', 'state directory %s: %s', 500),
+  GW_ERR_BLOCK_NOT_FOUND: createError('GW_ERR_BLOCK_NOT_FOUND', '%s is not blocked', 404),
 
   /** Plugin */
   GW_ERR_PLUGIN_INVALID: createError('GW_ERR_PLUGIN_INVALID', "plugin '%s' is not a tollgate plugin: %s", 500),
@@ -103,6 +104,7 @@ export const codes = {
   GW_REQUEST_TIMEOUT: createError('GW_REQUEST_TIMEOUT', 'The client did not send the request in time', 408),
   GW_VERSION_NOT_SUPPORTED: createError('GW_VERSION_NOT_SUPPORTED', 'HTTP version %s is not supported', 505),
   GW_NOT_IMPLEMENTED: createError('GW_NOT_IMPLEMENTED', 'The request needs a feature the gateway does not implement: %s', 501),
+  GW_WEBSOCKET_HANDSHAKE: createError('GW_WEBSOCKET_HANDSHAKE', 'The WebSocket opening handshake is invalid: %s', 400),
   GW_NO_ROUTE: createError('GW_NO_ROUTE', 'No route matches %s', 404),
   GW_METHOD_NOT_ALLOWED: createError('GW_METHOD_NOT_ALLOWED', 'Method %s is not allowed on this route', 405),
   GW_BODY_TOO_LARGE: createError('GW_BODY_TOO_LARGE', 'The request body is too large', 413),
@@ -111,7 +113,8 @@ export const codes = {
   GW_UPSTREAM_UNAVAILABLE: createError('GW_UPSTREAM_UNAVAILABLE', 'The upstream service could not be reached', 502),
   GW_UPSTREAM_BAD_RESPONSE: createError('GW_UPSTREAM_BAD_RESPONSE', 'The upstream service sent an invalid response', 502),
   GW_UPSTREAM_TIMEOUT: createError('GW_UPSTREAM_TIMEOUT', 'The upstream service did not answer in time', 504),
-  GW_RATE_LIMIT_UNAVAILABLE: createError('GW_RATE_LIMIT_UNAVAILABLE', 'The fleet-wide rate-limit store (Redis) is unavailable', 503)
+  GW_RATE_LIMIT_UNAVAILABLE: createError('GW_RATE_LIMIT_UNAVAILABLE', 'The fleet-wide rate-limit store (Redis) is unavailable', 503),
+  GW_IP_AUTO_BLOCKED: createError('GW_IP_AUTO_BLOCKED', 'The client address is blocked for a while after too many refused requests', 403)
 } as const
 
 export type ErrorCode = keyof typeof codes

@@ -3,7 +3,7 @@ import type { Logger } from 'pino'
 import { createClientIpResolver } from './client-ip.js'
 import type { ResolvedClient } from './client-ip.js'
 import { HTTP_DEFAULTS } from './config-schema.js'
-import type { GatewayConfig, RouteConfig } from './config-schema.js'
+import type { GatewayConfig, RouteConfig, WebSocketConfig } from './config-schema.js'
 import { codes, GatewayError } from './errors.js'
 import type { Pipeline } from './pipeline.js'
 import { composePipeline } from './pipeline.js'
@@ -28,6 +28,8 @@ export interface CompiledRoute {
   proxy: ProxyRoute | undefined
   /** Who the client is on this route (its own clientIp settings, or the global ones). */
   client: ClientResolver
+  /** Set when the route proxies WebSocket upgrades: the tunnel limits (ms). */
+  websocket: WebSocketConfig | undefined
 }
 
 export type ClientResolver = (req: IncomingMessage) => ResolvedClient
@@ -45,6 +47,8 @@ export interface Generation {
   /** Every plugin instance, to close when the generation is retired. */
   instances: Array<{ name: string, hooks: PluginHooks }>
   pools: Set<import('undici').Pool>
+  /** True when a route proxies WebSocket upgrades: the worker then takes Upgrade requests itself. */
+  websocket: boolean
 }
 
 export interface BuildOptions {
@@ -156,9 +160,9 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       // Routes that keep the global client-IP settings share the global resolver.
       const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
-      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client } })
+      defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket } })
     }
-    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools }
+    return { number: msg.number, config, router: new Router(defs), fallback: composePipeline(fallbackChain), client: globalClient, instances, pools, websocket: config.routes.some((r) => r.websocket !== undefined) }
   } catch (err) {
     await closeInstances(instances, opts.log)
     throw err

@@ -20,6 +20,15 @@ export function connectionNominated (value: string | string[] | undefined): Set<
   return out.size === 0 ? undefined : out
 }
 
+/** True when a comma-separated header (Connection, Upgrade) has `token`, in any case. */
+export function hasToken (value: string | string[] | undefined, token: string): boolean {
+  if (value === undefined) return false
+  for (const v of Array.isArray(value) ? value : [value]) {
+    for (const t of v.split(',')) if (t.trim().toLowerCase() === token) return true
+  }
+  return false
+}
+
 // RFC 9110 field-value characters, as Node checks them: HTAB, SP, VCHAR and obs-text.
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 

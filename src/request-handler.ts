@@ -14,6 +14,9 @@ import type { NormalizedTarget } from './path.js'
 import type { Pipeline } from './pipeline.js'
 import { runLogHooks, runRequestHooks } from './pipeline.js'
 import { proxy } from './upstream/proxy.js'
+import { openTunnel } from './upstream/websocket.js'
+import type { Tunnels, UpgradeSocket } from './upstream/websocket.js'
+import { checkHandshake, wantsWebSocket } from './websocket-handshake.js'
 
 /** What the request handler reads from its worker: the live generation and counters. */
 export interface HandlerState {
@@ -22,6 +25,8 @@ export interface HandlerState {
   draining: boolean
   log: Logger
   stats: WorkerStats
+  /** Open WebSocket tunnels, closed when the drain period ends. */
+  tunnels: Tunnels
 }
 
 /** A generation plus the count of requests still running under it. */
@@ -103,8 +108,8 @@ function smallBodyLength (req: IncomingMessage): number {
  * The worker's request path: check the head, normalize, route, run the pipeline, proxy,
  * log. A request runs start to end under the generation that was live when it arrived.
  */
-export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse) => void {
-  return function handle (req, res) {
+export function createRequestHandler (state: HandlerState): (req: IncomingMessage, res: ServerResponse, upgrade?: UpgradeSocket) => void {
+  return function handle (req, res, upgrade) {
     if (isClosing(req.socket)) return
     const start = performance.now()
     const live = state.current
@@ -146,8 +151,25 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
     }
     // Node's parser reads nothing after an upgrade request (the bytes belong to the new
     // protocol), so this connection ends with this response. Upgrade and HTTP2-Settings are
-    // hop-by-hop: the upstream gets a plain request (CHECKLIST A27).
+    // hop-by-hop: the upstream gets a plain request (CHECKLIST A27) unless the route
+    // proxies WebSocket and this is a WebSocket handshake.
     if (up.upgrade) closeAfter(res)
+    let tunnel = false
+    if (upgrade !== undefined) {
+      // Came through the server's 'upgrade' event (worker.ts): Node's parser stopped at the
+      // end of the head, so a body would be unframed bytes on the raw socket.
+      if (route?.websocket !== undefined && wantsWebSocket(req)) {
+        const problem = checkHandshake(req)
+        if (problem !== undefined) {
+          ctx.gatewayReply(400, codes.GW_WEBSOCKET_HANDSHAKE.code, problem.detail, problem.version ? { 'sec-websocket-version': '13' } : undefined)
+          return
+        }
+        tunnel = true
+      } else if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
+        ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'an Upgrade request with a body is not accepted here')
+        return
+      }
+    }
     const maxBody = route?.proxy?.maxBodySize
     if (maxBody !== undefined) {
       const cl = req.headers['content-length']
@@ -186,6 +208,10 @@ export function createRequestHandler (state: HandlerState): (req: IncomingMessag
       }
       if (route.proxy === undefined) {
         ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code)
+        return
+      }
+      if (tunnel && upgrade !== undefined && route.websocket !== undefined) {
+        openTunnel(ctx, route.proxy, pipeline, upgrade, route.websocket, state.tunnels, complete)
         return
       }
       // A small body of known length is read whole and sent from memory: streaming it

@@ -11,6 +11,7 @@ import { MemoryVersions } from './control/memory-store.js'
 import { VersionStore } from './control/store.js'
 import type { Versions } from './control/types.js'
 import { watchFile } from './control/watch.js'
+import { blockAdmin } from './block-list.js'
 import { flushLogger } from './log.js'
 import { VERSION } from './version.js'
 
@@ -87,7 +88,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
 
   const adminServer = admin === undefined || admin.enabled === false
     ? undefined
-    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
+    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, blocks: blockAdmin(shared.memory, shared.hotPath), reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
   const adminAddress = adminServer === undefined ? undefined : await adminServer.listen()
 
   const watcher = opts.file === undefined ? undefined : watchFile(opts.file, () => { void reload('file') })

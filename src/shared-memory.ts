@@ -44,6 +44,19 @@ export interface HotPath {
   rateLimitRefund(algorithm: number, keyLo: number, keyHi: number, now: number, param: number): number
   /** The process's rate-limit hash seed: sets it to `candidate` (a random u32) if still unset; returns it. */
   rateLimitSeed(candidate: number): number
+  /** The sliding-window estimate of a key at `now` without counting a hit (windowMs as the hits used). */
+  rateLimitSlidingCount(keyLo: number, keyHi: number, now: number, windowMs: number): number
+  /**
+   * The block list (wasm/assembly/block-list.ts; use src/block-list.ts): the time (ms) the
+   * address (family 4 or 6, words as parseIp gives them) is blocked until, if > now; else
+   * -(epoch + 1).
+   */
+  blockLookup(family: number, w0: number, w1: number, w2: number, w3: number, now: number): number
+  /** Blocks an address until `until`: 1 placed, 0 already blocked, -1 no slot, -2 lock busy. */
+  blockPlace(family: number, w0: number, w1: number, w2: number, w3: number, now: number, until: number,
+    count: number, r0: number, r1: number, r2: number, r3: number): number
+  /** Lifts an address's block: 1 lifted, 0 was not blocked, -2 lock busy. */
+  blockLift(family: number, w0: number, w1: number, w2: number, w3: number, now: number): number
   /** Whether IPv4 `ip` (u32) is in IP set `set` of table `region` (0 = A, 1 = B); throws for an unknown region or set. Use src/ip/matcher.ts. */
   ipContains4(region: number, set: number, ip: number): boolean
   /** Whether IPv6 w0:w1:w2:w3 (big-endian u32 words) is in IP set `set` of table `region`; throws for an unknown region or set. */
@@ -62,6 +75,11 @@ interface HotPathExports {
   rateLimitGcra(keyLo: number, keyHi: number, now: number, intervalTicks: number, burst: number): number
   rateLimitRefund(algorithm: number, keyLo: number, keyHi: number, now: number, param: number): number
   rateLimitSeed(candidate: number): number
+  rateLimitSlidingCount(keyLo: number, keyHi: number, now: number, windowMs: number): number
+  blockLookup(family: number, w0: number, w1: number, w2: number, w3: number, now: number): number
+  blockPlace(family: number, w0: number, w1: number, w2: number, w3: number, now: number, until: number,
+    count: number, r0: number, r1: number, r2: number, r3: number): number
+  blockLift(family: number, w0: number, w1: number, w2: number, w3: number, now: number): number
   ipContains4(region: number, set: number, ip: number): number
   ipContains6(region: number, set: number, w0: number, w1: number, w2: number, w3: number): number
 }
@@ -226,6 +244,10 @@ export async function loadHotPath (memory: WebAssembly.Memory): Promise<HotPath>
     rateLimitGcra: ex.rateLimitGcra,
     rateLimitRefund: ex.rateLimitRefund,
     rateLimitSeed: (candidate: number) => ex.rateLimitSeed(candidate) >>> 0,
+    rateLimitSlidingCount: ex.rateLimitSlidingCount,
+    blockLookup: ex.blockLookup,
+    blockPlace: ex.blockPlace,
+    blockLift: ex.blockLift,
     ipContains4: (region: number, set: number, ip: number) => ex.ipContains4(region, set, ip) !== 0,
     ipContains6: (region: number, set: number, w0: number, w1: number, w2: number, w3: number) =>
       ex.ipContains6(region, set, w0, w1, w2, w3) !== 0

@@ -13,6 +13,10 @@ import { WorkerStats } from './worker-stats.js'
 import type { HandlerState, LiveGeneration } from './request-handler.js'
 import type { AcceptorToWorker, GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { PoolRegistry } from './upstream/pools.js'
+import { responseForUpgrade } from './upgrade-response.js'
+import { Tunnels } from './upstream/websocket.js'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 
 function live (gen: Generation): LiveGeneration {
   return { gen, inFlight: 0, onIdle: undefined }
@@ -43,11 +47,26 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
   const stats = new WorkerStats(task.memory, task.slot)
   stats.reset()
   const first = await buildGeneration(task.generation, { mode: 'worker', log, pools, hotPath })
-  const state: HandlerState = { current: live(first), draining: false, log, stats }
+  const tunnels = new Tunnels()
+  const state: HandlerState = { current: live(first), draining: false, log, stats, tunnels }
   const server = createHttpServer(first.config, log)
   let served = 0
   const handler = createRequestHandler(state)
   server.on('request', (req, res) => { served++; handler(req, res) })
+  // Node hands a request with Connection: Upgrade to 'upgrade' listeners as a raw socket
+  // (the parser stops at the end of its head), and to 'request' as an ordinary request when
+  // there is none. So the listener is there only while some route proxies WebSocket: without
+  // one, every upgrade request is parsed and answered exactly as before (body included).
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    served++
+    socket.on('error', () => {})
+    handler(req, responseForUpgrade(req, socket), { socket, head })
+  }
+  const takeUpgrades = (gen: Generation): void => {
+    server.off('upgrade', onUpgrade)
+    if (gen.websocket) server.on('upgrade', onUpgrade)
+  }
+  takeUpgrades(first)
 
   let address: AddressInfo
   try {
@@ -74,6 +93,7 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
     const old = state.current
     state.current = live(gen)
     applyServerLimits(server, gen.config)
+    takeUpgrades(gen)
     stats.setGeneration(gen.number)
     retire(old)
     send({ type: 'generation-applied', number: gen.number })
@@ -114,7 +134,9 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
         // connections go now; busy ones close after their response (Connection: close).
         server.close()
         server.closeIdleConnections()
-        const deadline = setTimeout(() => server.closeAllConnections(), m.deadlineMs)
+        // WebSocket tunnels are no longer the server's connections: they run until the drain
+        // period ends, and are closed with everything else then.
+        const deadline = setTimeout(() => { server.closeAllConnections(); tunnels.closeAll() }, m.deadlineMs)
         deadline.unref()
         const check = setInterval(() => {
           if (stats.read().inFlight === 0) server.closeIdleConnections()

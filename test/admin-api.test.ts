@@ -557,9 +557,26 @@ t.test('GET /status and GET /audit', async (t) => {
   t.equal((await call(none, 'GET', '/audit', { token: ALICE })).status, 404, 'no audit source')
 })
 
+t.test('GET / is the dashboard page, with or without a token; without tokens only for loopback and no Origin', async (t) => {
+  const r = await start(t, withTokens)
+  for (const token of [undefined, ALICE]) {
+    const res = await call(r, 'GET', '/', { token })
+    t.equal(res.status, 200)
+    t.match(res.headers['content-type'], /^text\/html/)
+    t.match(res.headers['content-security-policy'], /^default-src 'none'; script-src 'sha256-/)
+    t.match(res.text, /<title>tollgate<\/title>/)
+  }
+  t.equal((await call(r, 'POST', '/', {})).status, 401, 'only GET and HEAD go without a token')
+  t.equal((await call(r, 'GET', '/blocks', {})).status, 401, 'the block list needs the token')
+  t.equal((await call(r, 'GET', '/blocks', { token: ALICE })).status, 404, 'and is 404 where the gateway keeps none')
+  const open = await start(t)
+  t.equal((await call(open, 'GET', '/')).status, 200)
+  t.equal((await call(open, 'GET', '/', { headers: { origin: 'http://evil.example' } })).status, 403, 'no tokens: a cross-site request is refused')
+})
+
 t.test('unknown paths 404, wrong methods 405 with Allow', async (t) => {
   const r = await start(t, withTokens)
-  for (const p of ['/', '/nope', '/config/', '/config/routes', '/config/routes/a/b', '/status/x']) {
+  for (const p of ['/nope', '/config/', '/config/routes', '/config/routes/a/b', '/status/x']) {
     const res = await call(r, 'GET', p, { token: ALICE })
     t.equal(res.status, 404, p)
     t.equal(res.body.code, 'GW_NO_ROUTE')

@@ -58,3 +58,16 @@ t.test('the input is not modified', async (t) => {
   validateGatewayConfig({ source: 'f', dir: '/', value })
   t.same(value, base)
 })
+
+t.test('websocket: true or a block of limits, normalized to milliseconds; false or absent: none', async (t) => {
+  const route = (websocket: unknown): Record<string, unknown> => ({ name: 'r', match: { path: '/' }, upstream: 'http://127.0.0.1:1', ...(websocket === undefined ? {} : { websocket }) })
+  const ws = (w: unknown): unknown => validateGatewayConfig({ source: 'f', dir: '/', value: { routes: [route(w)] } }).routes[0]?.websocket
+  t.same(ws(true), { idleTimeout: 60000, maxLifetime: 0 }, 'true: the defaults')
+  t.same(ws({ idleTimeout: '30s', maxLifetime: '1h' }), { idleTimeout: 30000, maxLifetime: 3600000 })
+  t.same(ws({ maxLifetime: 500 }), { idleTimeout: 60000, maxLifetime: 500 })
+  t.equal(ws(false), undefined, 'false: not proxied')
+  t.equal(ws(undefined), undefined, 'absent: not proxied')
+  t.throws(() => ws({ idle: 1 }), { code: 'GW_ERR_CONFIG_INVALID' }, 'an unknown key is refused')
+  t.throws(() => ws({ idleTimeout: 'soon' }), { code: 'GW_ERR_CONFIG_INVALID' }, 'a bad duration is refused')
+  t.throws(() => ws('yes'), { code: 'GW_ERR_CONFIG_INVALID' })
+})

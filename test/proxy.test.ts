@@ -78,9 +78,10 @@ t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
   const resHeaders = new Map((head ?? '').split('\r\n').slice(1).map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]))
   t.match(answer, /^HTTP\/1\.1 200 /)
   const h = up.seen.at(-1)?.headers ?? {}
-  for (const name of ['x-foo', 'x-bar', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'upgrade', 'te']) {
+  for (const name of ['x-foo', 'x-bar', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'upgrade']) {
     t.equal(h[name], undefined, `${name} does not reach the upstream`)
   }
+  t.equal(h.te, 'trailers', 'TE: trailers is passed on (the client accepts trailers, so the gateway does)')
   t.equal(h['x-foo-bar'], 'kept', 'a header merely named like a nominated one is kept')
   t.equal(h.close, 'kept', 'a header called Close is kept')
   t.equal(h['x-forwarded-for'], '127.0.0.1', "an untrusted peer's X-Forwarded-For is replaced by the peer (CHECKLIST E7)")
@@ -97,6 +98,44 @@ t.test('hop-by-hop headers are removed, forwarded headers set', async (t) => {
   // A client cannot make the gateway drop its own headers by nominating them (CHECKLIST A26).
   await rawRequest(gw.port, 'GET /h HTTP/1.1\r\nHost: a\r\nConnection: close, x-forwarded-for\r\n\r\n')
   t.equal(up.seen.at(-1)?.headers['x-forwarded-for'], '127.0.0.1', 'X-Forwarded-For survives Connection: x-forwarded-for')
+})
+
+t.test('trailers: response trailers reach a client that sent TE: trailers; request trailers are dropped', async (t) => {
+  const seenTrailers: string[][] = []
+  const up = await startUpstream(t, (req, res) => {
+    seenTrailers.push(req.rawTrailers)
+    res.writeHead(200, { 'content-type': 'text/plain', trailer: 'X-Checksum, Content-Type, Set-Cookie, Server-Timing' })
+    res.write('hello')
+    // (A Content-Length trailer never gets this far: undici's parser refuses the response.)
+    res.addTrailers([['X-Checksum', 'abc'], ['Content-Type', 'text/evil'], ['Set-Cookie', 'sid=stolen'], ['Location', '/evil'], ['Authorization', 'Bearer x'], ['Server-Timing', 'db;dur=5']])
+    res.end()
+  })
+  const gw = await startGateway(t, { args: ['--upstream', up.url, '--port', '0', '--workers', '1', '--log-level', 'warn'] })
+
+  const withTe = await rawRequest(gw.port, 'GET /t HTTP/1.1\r\nHost: a\r\nTE: trailers\r\nConnection: TE, close\r\n\r\n')
+  const [head, body] = withTe.split('\r\n\r\n', 2) as [string, string]
+  t.match(head, /\r\ntransfer-encoding: chunked(\r\n|$)/i, 'chunked to the client')
+  t.match(head, /\r\ntrailer: x-checksum, server-timing(\r\n|$)/i, 'Trailer announces the fields that will come, less the forbidden ones')
+  t.equal(withTe.slice(head.length + 4), '5\r\nhello\r\n0\r\nx-checksum: abc\r\nserver-timing: db;dur=5\r\n\r\n',
+    'the last chunk carries the allowed trailers; Content-Type, Set-Cookie, Location and Authorization are stripped (RFC 9110 §6.5.1)')
+  t.ok(body.length > 0)
+
+  const without = await rawRequest(gw.port, 'GET /t HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n')
+  const [head2] = without.split('\r\n\r\n', 1) as [string]
+  t.notMatch(head2, /\r\ntrailer:/i, 'no TE: trailers: no Trailer header')
+  t.equal(without.slice(head2.length + 4), '5\r\nhello\r\n0\r\n\r\n', 'no TE: trailers: trailers dropped')
+
+  const http10 = await rawRequest(gw.port, 'GET /t HTTP/1.0\r\nHost: a\r\nTE: trailers\r\n\r\n')
+  t.notMatch(http10, /x-checksum/i, 'HTTP/1.0 (no chunked): trailers dropped')
+  t.match(http10, /\r\n\r\nhello$/, 'HTTP/1.0: the body, read to the close')
+
+  // Request trailers: undici cannot send them, so the upstream gets the body and no trailer.
+  seenTrailers.length = 0
+  const post = await rawRequest(gw.port, 'POST /r HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sig\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\nX-Sig: s1\r\nAuthorization: Bearer smuggled\r\n\r\n')
+  t.match(post, /^HTTP\/1\.1 200 /, 'a chunked body with trailers is proxied')
+  t.equal(up.seen.at(-1)?.body.toString(), 'abc', 'its body arrives whole')
+  t.equal(up.seen.at(-1)?.headers['x-sig'], undefined, 'a trailer field does not become a header upstream')
+  t.same(seenTrailers, [[]], 'request trailers are not passed on')
 })
 
 t.test('gateway errors are problem+json: 404, 405, 502, 504', async (t) => {

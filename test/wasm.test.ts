@@ -31,7 +31,8 @@ t.test('layout', async t => {
     ['header', HEADER_OFFSET, HEADER_BYTES],
     ['ip table A', layout.IP_TABLE_A_OFFSET, layout.IP_TABLE_BYTES],
     ['ip table B', layout.IP_TABLE_B_OFFSET, layout.IP_TABLE_BYTES],
-    ['counters', COUNTER_TABLE_OFFSET, layout.COUNTER_TABLE_BYTES]
+    ['counters', COUNTER_TABLE_OFFSET, layout.COUNTER_TABLE_BYTES],
+    ['blocks', layout.BLOCK_REGION_OFFSET, layout.BLOCK_REGION_BYTES]
   ] as const
   let end = 0
   for (const [name, offset, bytes] of [...regions].sort((a, b) => a[1] - b[1])) {
@@ -58,6 +59,17 @@ t.test('layout', async t => {
   t.equal(64 % COUNTER_ENTRY_BYTES, 0, 'entries do not straddle cache lines')
   t.equal(COUNTER_ENTRIES & (COUNTER_ENTRIES - 1), 0, 'entry count is a power of two')
   t.equal(layout.COUNTER_TABLE_BYTES, COUNTER_ENTRIES * COUNTER_ENTRY_BYTES)
+
+  // Block entries: u32 words 4-aligned, u64 words 8-aligned, all inside one cache line.
+  const u32s = [layout.BLOCK_SEQ_FIELD, layout.BLOCK_FAMILY_FIELD, layout.BLOCK_EPOCH_FIELD, layout.BLOCK_COUNT_FIELD]
+  for (const f of u32s) t.ok(f % 4 === 0 && f + 4 <= layout.BLOCK_ENTRY_BYTES, `block u32 field at ${f}`)
+  for (const f of [layout.BLOCK_UNTIL_FIELD, layout.BLOCK_SINCE_FIELD]) t.ok(f % 8 === 0 && f + 8 <= layout.BLOCK_ENTRY_BYTES, `block u64 field at ${f}`)
+  t.ok(layout.BLOCK_IP_FIELD % 4 === 0 && layout.BLOCK_IP_FIELD + 16 <= layout.BLOCK_EPOCH_FIELD, 'the address words end before the epoch')
+  t.equal(layout.BLOCK_REASON_FIELD + 4 * layout.BLOCK_REASONS, layout.BLOCK_ENTRY_BYTES, 'the reason words end the entry')
+  t.equal(layout.BLOCK_ENTRY_BYTES, 64)
+  t.equal(layout.BLOCK_TABLE_OFFSET % 64, 0)
+  t.equal(layout.BLOCK_ENTRIES & (layout.BLOCK_ENTRIES - 1), 0, 'block entry count is a power of two')
+  t.equal(layout.BLOCK_LOCK_FIELD % 8, 0, 'the writers\' lock is an aligned u64')
 })
 
 t.test('asconfig.json builds the layout', async t => {
@@ -80,8 +92,8 @@ t.test('the built module', async t => {
     { module: 'env', name: 'memory', kind: 'memory' }
   ])
   t.same(WebAssembly.Module.exports(module).map(e => e.name).sort(),
-    ['flags', 'generation', 'ipContains4', 'ipContains6', 'layoutVersion', 'rateLimitFixedWindow',
-      'rateLimitGcra', 'rateLimitRefund', 'rateLimitSeed', 'rateLimitSlidingWindow', 'setGeneration', 'staticDataEnd'])
+    ['blockLift', 'blockLookup', 'blockPlace', 'flags', 'generation', 'ipContains4', 'ipContains6', 'layoutVersion', 'rateLimitFixedWindow',
+      'rateLimitGcra', 'rateLimitRefund', 'rateLimitSeed', 'rateLimitSlidingCount', 'rateLimitSlidingWindow', 'setGeneration', 'staticDataEnd'])
 
   const memory = createSharedMemory()
   setGeneration(memory, 42)

@@ -25,7 +25,10 @@
 //   0x0802_0000 +--------------------------------+
 //               | COUNTERS: 2^21 x 16-byte       |  32 MiB
 //               |   entries, open addressing     |
-//   0x0A02_0000 +--------------------------------+  = MEMORY_BYTES (160 MiB + 128 KiB)
+//   0x0A02_0000 +--------------------------------+
+//               | BLOCKS: header page, then 2^16 |  4 MiB + 64 KiB
+//               |   64-byte entries: IP -> until |
+//   0x0A43_0000 +--------------------------------+  = MEMORY_BYTES (164 MiB + 192 KiB)
 //
 // Why AssemblyScript's static data goes first (memoryBase 0) instead of past our regions:
 // every instantiation in every thread re-applies the module's active data segments to the
@@ -51,7 +54,7 @@
 export const PAGE_BYTES = 65536
 
 /** Layout version: bump on any change to this file; the WASM module and JS must agree. */
-export const LAYOUT_VERSION = 4
+export const LAYOUT_VERSION = 5
 
 /** "TOLL" (bytes 54 4f 4c 4c) read as a little-endian u32: marks a memory made by createSharedMemory(). */
 export const MAGIC = 0x4c4c4f54
@@ -310,9 +313,78 @@ export const COUNTER_PROBE_LIMIT = 32
 /** An expired counter may go to another key only this long (ms) after it expired. */
 export const COUNTER_RECLAIM_GRACE_MS = 1000
 
+/* ---------------- blocks: the temporary deny list (threat-guard) ---------------- */
+// IP -> "blocked until" for every worker at once: threat-guard writes an entry when a client
+// crosses its threshold, every threat-guard instance in every worker reads it per request,
+// and the admin API (acceptor) lists and clears entries. wasm/assembly/block-list.ts has the
+// protocol; in short: writers (rare: a block placed or lifted) take one lock word in the
+// region's header page; readers take no lock and read an entry between two loads of its
+// sequence word (a seqlock: odd = being written), retrying if it moved.
+//
+// Region header (u32/u64 words at the start of the region's first page):
+//   +0  BLOCK_LOCK_FIELD        u64  0 = free, else the holder's Date.now() (a stale holder,
+//                                    over BLOCK_LOCK_STALE_MS, is taken over)
+//   +8  BLOCK_PLACED_FIELD      u32  blocks placed since start (the autoblocks metric; wraps)
+//   +12 BLOCK_FULL_FIELD        u32  blocks that found no slot in their probe range
+// Entries start on the next page, BLOCK_ENTRY_BYTES (one cache line) each:
+//   +0  BLOCK_SEQ_FIELD         u32  seqlock word: even = stable, odd = being written;
+//                                    0 and family 0 = never used (lookups stop there)
+//   +4  BLOCK_FAMILY_FIELD      u32  4 or 6 (0: never used)
+//   +8  BLOCK_IP_FIELD          4 x u32  the address as parseIp() gives it (IPv4 in word 0)
+//   +24 BLOCK_EPOCH_FIELD       u32  bumped each time a block of this address ends early
+//                                    (DELETE /blocks) or is placed: threat-guard keys its
+//                                    strike counters with it, so a lifted block starts afresh
+//   +28 BLOCK_COUNT_FIELD       u32  bad responses counted when the block was placed
+//   +32 BLOCK_UNTIL_FIELD       u64  blocked while Date.now() < until (ms); 0 = not blocked
+//   +40 BLOCK_SINCE_FIELD       u64  when the block was placed (ms)
+//   +48 BLOCK_REASON_FIELD      4 x u32  per status: status << 16 | min(count, 65535)
+// Linear probing from a seeded hash of the address over BLOCK_PROBE_LIMIT slots; a slot
+// whose block ended more than BLOCK_RECLAIM_GRACE_MS ago may go to another address.
+
+/** Start of the block-list region. */
+export const BLOCK_REGION_OFFSET = COUNTER_TABLE_OFFSET + COUNTER_TABLE_BYTES
+/** Region header word: the writers' lock (u64). */
+export const BLOCK_LOCK_FIELD = 0
+/** Region header word: blocks placed (u32). */
+export const BLOCK_PLACED_FIELD = 8
+/** Region header word: blocks refused for want of a slot (u32). */
+export const BLOCK_FULL_FIELD = 12
+/** Bytes per block entry: a cache line. */
+export const BLOCK_ENTRY_BYTES = 64
+/** Number of block entries (a power of two). */
+export const BLOCK_ENTRIES = 1 << 16
+/** Start of the entries: the region's second page. */
+export const BLOCK_TABLE_OFFSET = BLOCK_REGION_OFFSET + PAGE_BYTES
+/** Bytes of the region: the header page and the entries. */
+export const BLOCK_REGION_BYTES = PAGE_BYTES + BLOCK_ENTRIES * BLOCK_ENTRY_BYTES
+/** Entry field: u32 seqlock word. */
+export const BLOCK_SEQ_FIELD = 0
+/** Entry field: u32 address family (4, 6; 0 never used). */
+export const BLOCK_FAMILY_FIELD = 4
+/** Entry field: 4 x u32 address words. */
+export const BLOCK_IP_FIELD = 8
+/** Entry field: u32 epoch. */
+export const BLOCK_EPOCH_FIELD = 24
+/** Entry field: u32 bad responses at the block. */
+export const BLOCK_COUNT_FIELD = 28
+/** Entry field: u64 blocked until (ms). */
+export const BLOCK_UNTIL_FIELD = 32
+/** Entry field: u64 blocked since (ms). */
+export const BLOCK_SINCE_FIELD = 40
+/** Entry field: 4 x u32 reason words (status << 16 | count). */
+export const BLOCK_REASON_FIELD = 48
+/** Reason words per entry. */
+export const BLOCK_REASONS = 4
+/** Most slots an address's probe sequence visits. */
+export const BLOCK_PROBE_LIMIT = 64
+/** A slot whose block ended this long ago (ms) may be given to another address. */
+export const BLOCK_RECLAIM_GRACE_MS = 1000
+/** A writer's lock older than this (ms) is taken over: its holder died mid-write. */
+export const BLOCK_LOCK_STALE_MS = 1000
+
 /* ---------------- the whole memory ---------------- */
 
 /** Bytes of the whole memory: the end of the last region. */
-export const MEMORY_BYTES = COUNTER_TABLE_OFFSET + COUNTER_TABLE_BYTES
+export const MEMORY_BYTES = BLOCK_REGION_OFFSET + BLOCK_REGION_BYTES
 /** Pages of the whole memory; asconfig.json's initialMemory and maximumMemory must equal it. */
 export const MEMORY_PAGES = MEMORY_BYTES / PAGE_BYTES

@@ -1,6 +1,7 @@
 // Child processes of the bench runner: every process the bench starts goes through here,
 // is tracked by PID, and is stopped by PID (SIGTERM, then SIGKILL after a grace period).
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { connect, createServer, type AddressInfo } from 'node:net'
 import { createInterface } from 'node:readline'
 
 const GRACE_MS = 5_000
@@ -72,8 +73,9 @@ export interface ServerSpec {
   command: string
   args: string[]
   cwd?: string
-  /** Which stdout line announces the port. */
-  ready: PortMatcher
+  /** Which stdout line announces the port; or, for a server that announces nothing
+   *  (HAProxy), the port it was told to bind, polled until it accepts a connection. */
+  ready: PortMatcher | { tcpPort: number }
   startTimeoutMs: number
 }
 
@@ -127,12 +129,7 @@ export function startServer(spec: ServerSpec): Promise<RunningServer> {
     child.once('error', (err) => fail(`${spec.name} could not start: ${err.message}`))
     child.once('exit', (code, sig) =>
       fail(`${spec.name} exited (${sig ?? `code ${code}`}) before announcing its port`))
-    createInterface({ input: child.stderr! }).on('line', keep)
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      keep(line)
-      if (settled) return
-      const port = spec.ready(line)
-      if (port === undefined) return
+    const ready = (port: number): void => {
       settled = true
       clearTimeout(timer)
       resolve({
@@ -143,6 +140,37 @@ export function startServer(spec: ServerSpec): Promise<RunningServer> {
         alive: () => !hasExited(child),
         stop: () => stopProcess(child),
       })
+    }
+    createInterface({ input: child.stderr! }).on('line', keep)
+    const matcher = spec.ready
+    if (typeof matcher === 'function') {
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        keep(line)
+        if (settled) return
+        const port = matcher(line)
+        if (port !== undefined) ready(port)
+      })
+    } else {
+      createInterface({ input: child.stdout! }).on('line', keep)
+      const poll = (): void => {
+        if (settled) return
+        const socket = connect({ host: '127.0.0.1', port: matcher.tcpPort })
+        socket.once('connect', () => { socket.destroy(); if (!settled) ready(matcher.tcpPort) })
+        socket.once('error', () => { socket.destroy(); setTimeout(poll, 50) })
+      }
+      poll()
+    }
+  })
+}
+
+/** A port free on 127.0.0.1 now (for a server that cannot bind port 0 and tell us). */
+export function freePort (): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as AddressInfo
+      server.close(() => resolve(port))
     })
   })
 }

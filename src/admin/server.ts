@@ -9,6 +9,8 @@ import { maskSecrets } from '../control/diff.js'
 import type { Actor, GatewayControl, UpdateResult } from '../control/types.js'
 import { codes, GatewayError } from '../errors.js'
 import { applyMergePatch, deeperThan, isPlainObject } from './merge-patch.js'
+import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard-page.js'
+import type { BlockEntry, BlockStats } from '../block-list.js'
 import type { AdminConfig } from './schema.js'
 
 /** A whole config (PUT /config, validate, a route). */
@@ -39,6 +41,16 @@ export interface AdminServerOptions {
   audit?: AuditSource
   /** Serves POST /config/reload (re-read the gateway's own config file); without it, 404. */
   reloadFromFile?: (actor: Actor) => Promise<UpdateResult>
+  /** Serves GET /blocks and DELETE /blocks/:ip (threat-guard's shared deny list); without it, 404. */
+  blocks?: BlockAdmin
+}
+
+/** The shared block list as the admin API uses it (src/block-list.ts). */
+export interface BlockAdmin {
+  list: () => BlockEntry[]
+  /** Lifts a block on every worker at once; false if the address was not blocked. Throws a RangeError for a text that is not an address. */
+  lift: (ip: string) => boolean
+  stats: () => BlockStats
 }
 
 export interface AdminServer {
@@ -218,6 +230,21 @@ function send (ctx: Ctx, status: number, body: unknown, contentType: string, hea
   if (!ctx.bodyRead && hasBody(req)) res.setHeader('connection', 'close')
   res.statusCode = status
   res.end(text)
+}
+
+/** The dashboard: one static page, locked down by its Content-Security-Policy. */
+function sendDashboard (ctx: Ctx): void {
+  const { req, res } = ctx
+  res.statusCode = 200
+  res.setHeader('content-type', 'text/html; charset=utf-8')
+  res.setHeader('content-length', Buffer.byteLength(DASHBOARD_HTML))
+  res.setHeader('content-security-policy', DASHBOARD_CSP)
+  res.setHeader('cache-control', 'no-store')
+  res.setHeader('x-content-type-options', 'nosniff')
+  res.setHeader('x-frame-options', 'DENY')
+  res.setHeader('referrer-policy', 'no-referrer')
+  if (hasBody(req)) res.setHeader('connection', 'close')
+  res.end(req.method === 'HEAD' ? undefined : DASHBOARD_HTML)
 }
 
 const sendJson = (ctx: Ctx, status: number, body: unknown, headers?: Record<string, string>): void =>
@@ -432,6 +459,36 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
       }
     },
     {
+      path: ['blocks'],
+      methods: {
+        GET: async (ctx) => {
+          if (opts.blocks === undefined) throw new Problem(404, C_NOT_FOUND, 'this gateway keeps no block list')
+          const blocks = opts.blocks.list()
+          const { autoblocksTotal, tableFull } = opts.blocks.stats()
+          sendJson(ctx, 200, { blocks, blockedIps: blocks.length, autoblocksTotal, tableFull })
+        }
+      }
+    },
+    {
+      path: ['blocks', ':'],
+      methods: {
+        DELETE: async (ctx) => {
+          if (opts.blocks === undefined) throw new Problem(404, C_NOT_FOUND, 'this gateway keeps no block list')
+          const ip = ctx.params[0] as string
+          let lifted: boolean
+          try {
+            lifted = opts.blocks.lift(ip)
+          } catch (err) {
+            if (err instanceof RangeError) throw new Problem(400, C_BAD_REQUEST, err.message)
+            throw err
+          }
+          if (!lifted) throw new Problem(404, codes.GW_ERR_BLOCK_NOT_FOUND.code, codes.GW_ERR_BLOCK_NOT_FOUND(ip.slice(0, 60)).message)
+          log.info({ actor: ctx.actor, ip }, 'admin API: block lifted')
+          sendJson(ctx, 200, { ip, lifted: true })
+        }
+      }
+    },
+    {
       path: ['status'],
       methods: { GET: async (ctx) => sendJson(ctx, 200, control.status()) }
     },
@@ -483,6 +540,17 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
     if (closing) res.setHeader('connection', 'close')
     let path = ''
     try {
+      // The dashboard page is served without a token: it is static and holds no data; the
+      // data comes from the endpoints below, which the page calls with the token the user
+      // types in (kept in sessionStorage). Without tokens, the same Host/Origin checks apply.
+      if ((method === 'GET' || method === 'HEAD') && req.url === '/') {
+        if (open) {
+          const refusal = browserRefusal(req)
+          if (refusal !== undefined) throw new Problem(403, codes.GW_ERR_ADMIN_AUTH.code, refusal)
+        }
+        sendDashboard(ctx)
+        return
+      }
       if (open) {
         const refusal = browserRefusal(req)
         if (refusal !== undefined) throw new Problem(403, codes.GW_ERR_ADMIN_AUTH.code, refusal)

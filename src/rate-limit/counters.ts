@@ -210,6 +210,17 @@ export class RateLimitCounters {
     return this.#hot.rateLimitRefund(alg, hash[0]!, hash[1]!, now, alg === ALG_GCRA ? rule[kIntervalTicks] : rule.windowMs) === 1
   }
 
+  /**
+   * The sliding-window estimate of `key` under a sliding-window `rule` at `now`, counting
+   * nothing: for reporting a count (threat-guard's block reasons), never for a decision.
+   */
+  count (rule: CompiledRule, key: string, now: number): number {
+    if (rule[kAlgorithm] !== ALG_SLIDING) throw new RangeError(`count() needs a sliding-window rule, not ${rule.algorithm}`)
+    const hash = this.#hash
+    hashKey(rule[kPrefix], key, hash)
+    return this.#hot.rateLimitSlidingCount(hash[0]!, hash[1]!, now, rule.windowMs)
+  }
+
   #hitHashed (rule: CompiledRule, lo: number, hi: number, now: number, out: RateLimitResult): RateLimitResult {
     const hot = this.#hot
     const alg = rule[kAlgorithm]

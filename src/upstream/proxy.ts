@@ -8,6 +8,7 @@ import { closeAfter, onParseFailure } from '../http-server.js'
 import type { Pipeline } from '../pipeline.js'
 import { runResponseHooks } from '../pipeline.js'
 import type { Balancer } from './balancer.js'
+import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -42,11 +43,11 @@ const GATEWAY_SET = new Set(['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-
 // `Expect` was answered here (100 Continue is the gateway's to send).
 const NOT_FORWARDED = new Set(['proxy', 'expect'])
 
-function queryPart (q: string): string {
+export function queryPart (q: string): string {
   return q === '' ? '' : '?' + q
 }
 
-function stripPath (path: string, segments: number): string {
+export function stripPath (path: string, segments: number): string {
   let i = 0
   for (let s = 0; s < segments; s++) {
     const next = path.indexOf('/', i + 1)
@@ -63,7 +64,7 @@ function stripPath (path: string, segments: number): string {
  * here rather than before the pipeline so an authn plugin gives its own answer first
  * (AMBIGUOUS_CREDENTIALS); on a route without one, the gateway refuses.
  */
-function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
+export function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): string[] | undefined {
   const raw = ctx.req.rawHeaders
   const nominated = connectionNominated(ctx.headers.connection)
   const out: string[] = []
@@ -79,6 +80,8 @@ function upstreamHeaders (ctx: Context, target: Target, route: ProxyRoute): stri
     if (lower === 'authorization' && ++authorization > 1) return undefined
     out.push(name, raw[i + 1] as string)
   }
+  // TE is hop-by-hop; of the client's, only `trailers` is passed on (trailers.ts).
+  if (acceptsTrailers(ctx.req)) out.push('te', 'trailers')
   // Client-nominated headers are gone before these are added (CHECKLIST A26).
   // The chain as far as it can be believed (client-ip.ts): from an untrusted peer, the peer
   // alone; whatever the client claimed in X-Real-IP or Forwarded is dropped above.
@@ -221,7 +224,7 @@ class GuardedBody extends Readable {
 }
 
 /** Response headers for the client: hop-by-hop and nominated ones out. */
-function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
+export function clientHeaders (headers: IncomingHttpHeaders): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers.connection)
   const out: OutgoingHttpHeaders = {}
   for (const k in headers) {
@@ -269,6 +272,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
   let controller: Dispatcher.DispatchController | undefined
   let finished = false
   let drainHooked = false
+  // Response trailers go to a client that asked for them (trailers.ts).
+  const trailers = acceptsTrailers(ctx.req)
 
   const finish = (): void => {
     if (finished) return
@@ -311,6 +316,8 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
       }
       ctx.outcome.upstreamMs = performance.now() - started
       const info = { status: statusCode, headers: clientHeaders(headers) }
+      const announced = trailers && headers['content-length'] === undefined && ctx.method !== 'HEAD' && statusCode !== 204 && statusCode !== 304 ? announcedTrailers(headers) : undefined
+      if (announced !== undefined) info.headers.trailer = announced
       ctx.applyResponseHeaders(info.headers)
       try {
         runResponseHooks(ctx, pipeline.onResponse, info)
@@ -333,7 +340,12 @@ export function proxy (ctx: Context, route: ProxyRoute, pipeline: Pipeline, done
         }
       }
     },
-    onResponseEnd () {
+    onResponseEnd (_c, upstreamTrailers) {
+      const t = trailers ? forwardableTrailers(upstreamTrailers) : undefined
+      if (t !== undefined) {
+        // Node sends them in the last chunk of a chunked answer, and ignores them otherwise.
+        try { res.addTrailers(t) } catch (err) { ctx.log.debug({ err }, 'upstream trailers not passed on') }
+      }
       res.end(finish)
     },
     onResponseError (_c, err) {

@@ -123,8 +123,11 @@ t.test('A25-A26: hop-by-hop and nominated headers go; the gateway\'s own stay', 
     'GET /a25 HTTP/1.1', 'Host: a', 'Connection: X-Foo, X-Bar', 'X-Foo: 1', 'X-Bar: 2', 'Keep-Alive: timeout=100',
     'Proxy: http://evil.example', 'Proxy-Connection: keep-alive', 'TE: trailers, deflate', 'Upgrade: foo/2',
     'X-Foo-Bar: k', 'Close: k', 'Trailer: X-T', 'Expect: 100-continue', '', ''
-  ].join('\r\n'), fwd({ method: 'GET', target: '/a25', headers: [['X-Foo-Bar', 'k'], ['Close', 'k']] }))
+  ].join('\r\n'), fwd({ method: 'GET', target: '/a25', headers: [['X-Foo-Bar', 'k'], ['Close', 'k'], ['te', 'trailers']] }))
   t.equal(ex.finals[0]?.headers.connection, 'close', 'A25: an Upgrade request ends its connection')
+  // TE becomes `trailers` (the only coding of the client's passed on), and only when asked.
+  await accepted(t, 'A25 TE: deflate', 'GET /te HTTP/1.1\r\nHost: a\r\nTE: deflate\r\nConnection: TE\r\n\r\n', fwd({ method: 'GET', target: '/te' }))
+  await accepted(t, 'A25 HTTP/1.0 TE: trailers', 'GET /te HTTP/1.0\r\nHost: a\r\nTE: trailers\r\n\r\n', fwd({ method: 'GET', target: '/te' }))
   // A26: nominating the gateway's own headers does not remove them.
   await accepted(t, 'A26 Connection: close, X-Forwarded-For', 'GET /a26 HTTP/1.1\r\nHost: a\r\nConnection: close, X-Forwarded-For, X-Real-IP, X-Forwarded-Host, Host\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n',
     fwd({ method: 'GET', target: '/a26' }))
@@ -150,13 +153,12 @@ t.test('A27: Upgrade and h2c are never forwarded', async (t) => {
   const seen = up.since(mark)
   t.same(seen.requests.map((r) => r.target), ['/ws'], 'websocket: the bytes after the handshake were not a request')
   t.equal(seen.requests[0]?.bytes.toString('latin1'), fwd({ method: 'GET', target: '/ws', headers: [['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['Sec-WebSocket-Version', '13']] }))
-  // Proxying upgrades is not implemented: a route asking for it is refused at load.
+  // A route may proxy WebSocket (test/websocket.test.ts); the config says so explicitly.
   const dir = t.testdir({})
   const file = join(dir, 'ws.json')
-  writeFileSync(file, JSON.stringify({ routes: [{ name: 'ws', match: { path: '/ws' }, upstream: up.url, websocket: true }] }))
+  writeFileSync(file, JSON.stringify({ routes: [{ name: 'ws', match: { path: '/ws' }, upstream: up.url, websocket: { idleTimeout: '30s', maxLifetime: '1h' } }] }))
   const v = await runCli(['validate', file])
-  t.equal(v.code, 2, 'websocket: true is refused')
-  t.match(v.stderr + v.stdout, /\/routes\/0\/websocket: WebSocket proxying is not implemented/)
+  t.equal(v.code, 0, 'websocket: a block of limits is accepted (bad ones: test/config.test.ts)')
 })
 
 t.test('A28: header names with an underscore', async (t) => {

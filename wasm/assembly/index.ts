@@ -9,6 +9,7 @@ import {
 } from "../layout";
 export * from "./ip-match";
 export * from "./rate-limit";
+export * from "./block-list";
 
 /** The layout version this module was compiled against; the loader compares it with its own. */
 export function layoutVersion(): u32 {

@@ -496,3 +496,26 @@ export function rateLimitRefund(algorithm: u32, keyLo: u32, keyHi: u32, now: f64
     if (s == STATE_KILLED) return 0;
   }
 }
+
+/**
+ * The sliding-window estimate prev * (W - elapsed) / W + cur of a key at `now`, without
+ * counting a hit: for a caller that counts with rateLimitSlidingWindow and wants to report
+ * a count (threat-guard's block reasons). A snapshot, not a decision: nothing is written.
+ */
+export function rateLimitSlidingCount(keyLo: u32, keyHi: u32, now: f64, windowMs: u32): f64 {
+  checkNow(now);
+  if (windowMs == 0) throw new RangeError(E_RATE_LIMIT_RULE);
+  const key = makeKey(keyLo, keyHi);
+  const W = <u64>windowMs;
+  const n = <u64>Math.floor(now);
+  const w = n / W;
+  const elapsed = n - w * W;
+  const curKey = key ^ (w & 1);
+  const sc: u64 = lookup(curKey) >= 0 ? snapState : 0;
+  const sp: u64 = lookup(curKey ^ 1) >= 0 ? snapState : 0;
+  const wc = <i64>((sc >> TICK_BITS) / W) - 2;
+  const wp = <i64>((sp >> TICK_BITS) / W) - 2;
+  const cur: u64 = wc == <i64>w ? sc & COUNT_MASK : 0;
+  const prev: u64 = wp == <i64>w - 1 ? sp & COUNT_MASK : 0;
+  return <f64>prev * <f64>(W - elapsed) / <f64>W + <f64>cur;
+}
