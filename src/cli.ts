@@ -20,6 +20,8 @@ Usage:
   tollgate validate FILE                     check a config file; exit 0 if good, 2 if not
   tollgate reload [--config FILE]            running gateway: apply FILE, or re-read its own file
   tollgate status                            running gateway: version, generation, workers, uptime
+  tollgate push FILE --admin URL             apply FILE on one running gateway; in cluster mode it
+                                             is then stored in Redis and applied by every instance
   tollgate hash-key < keyfile                the sha256: digest of an API key read from stdin,
                                              for consumers[].credentials.keys[].digest
 
@@ -32,8 +34,8 @@ Options:
       --port N             listen port (default 8080; 0 picks a free one)
   -w, --workers N          worker threads (default: available parallelism)
       --log-level LEVEL    fatal|error|warn|info|debug|trace|silent (default info)
-      --admin URL          admin API of the running gateway (reload, status; default ${DEFAULT_ADMIN_URL})
-      --token T            admin API token (reload, status; default: env TOLLGATE_ADMIN_TOKEN)
+      --admin URL          admin API of the running gateway (reload, status, push; default ${DEFAULT_ADMIN_URL})
+      --token T            admin API token (reload, status, push; default: env TOLLGATE_ADMIN_TOKEN)
   -h, --help               this text
   -v, --version            the version
 
@@ -136,6 +138,21 @@ async function reloadCommand (flags: Flags): Promise<number> {
   return 0
 }
 
+/**
+ * `tollgate push FILE`: for CI jobs. It goes through one instance's admin API, not straight
+ * to Redis, so the policy is checked whole (schema, plugins, a dry run) before anything is
+ * stored; that instance then stores it in Redis and the fleet applies it (cluster mode).
+ */
+async function pushCommand (flags: Flags, positionals: string[]): Promise<number> {
+  if (flags.config !== undefined) throw codes.GW_ERR_CLI_USAGE('push takes the file as an argument: tollgate push gateway.yaml --admin URL')
+  const file = positionals[1]
+  if (file === undefined || positionals.length > 2) throw codes.GW_ERR_CLI_USAGE('push needs exactly one config file: tollgate push gateway.yaml --admin URL')
+  const client = adminClient(flags, 'push')
+  const raw = await readConfigFile(file)
+  process.stdout.write(formatApplied(await client.applyConfig(raw.value)))
+  return 0
+}
+
 /** `tollgate status`: a short summary of the running gateway. */
 async function statusCommand (flags: Flags): Promise<number> {
   if (flags.config !== undefined) throw codes.GW_ERR_CLI_USAGE('--config does not go with status')
@@ -166,6 +183,8 @@ export async function main (argv: string[]): Promise<void> {
       code = await validateCommand(positionals[1])
     } else if (positionals[0] === 'reload') {
       code = await reloadCommand(flags)
+    } else if (positionals[0] === 'push') {
+      code = await pushCommand(flags, positionals)
     } else if (positionals[0] === 'hash-key') {
       code = await hashKeyCommand(positionals)
     } else if (positionals[0] === 'status') {

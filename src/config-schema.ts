@@ -4,6 +4,8 @@ import { rewriteSchema, upstreamSchema } from './upstream/schema.js'
 import type { UpstreamConfig } from './upstream/spec.js'
 import { metricsSchema, securityLogSchema, tracingSchema } from './observability-schema.js'
 import type { MetricsConfig, SecurityLogConfig, TracingConfig } from './observability-schema.js'
+import { clusterSchema } from './cluster/config.js'
+import type { ClusterConfig } from './cluster/config.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
@@ -319,6 +321,7 @@ export const gatewaySchema = {
     metrics: metricsSchema,
     tracing: tracingSchema,
     securityLog: securityLogSchema,
+    cluster: clusterSchema,
     counters: {
       type: 'object',
       additionalProperties: false,
@@ -433,6 +436,8 @@ export interface GatewayConfig {
   metrics: MetricsConfig
   tracing: TracingConfig
   securityLog: SecurityLogConfig
+  /** Cluster mode through Redis (src/cluster); absent: a single instance. */
+  cluster?: ClusterConfig
   consumers: ConsumerConfig[]
   identity: { headers: { id: string, groups: string, scope: string, anonymous: string } }
   plugins: PluginRef[]

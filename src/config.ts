@@ -13,6 +13,8 @@ import { codes } from './errors.js'
 import { formatSchemaErrors } from './schema-errors.js'
 import { compileRewrite, RewriteError } from './upstream/rewrite.js'
 import { checkUpstream } from './upstream/spec.js'
+import { SYNC_RANGE, TIMEOUT_RANGE } from './cluster/config.js'
+import { parseRedisUrl, RedisUrlError } from './cluster/redis-url.js'
 
 const ajv = createConfigAjv()
 const validateGateway = ajv.compile(gatewaySchema)
@@ -90,6 +92,7 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
   problems.push(...checkConsumers(cfg, raw.source, opts.warn))
   const entries = (cfg as GatewayConfig).counters.entries
   if ((entries & (entries - 1)) !== 0) problems.push(`${raw.source}: /counters/entries: must be a power of two (1024, 2048, ... 2097152)`)
+  problems.push(...checkCluster(cfg, raw.source))
   const out = normalize(cfg)
   // Node refuses a headers timeout longer than the request timeout; say so in config terms.
   if (out.limits.headersTimeout > out.limits.requestTimeout) {
@@ -97,6 +100,24 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
   }
   if (problems.length > 0) throw codes.GW_ERR_CONFIG_INVALID(raw.source, problems.length, { details: problems })
   return out
+}
+
+/** cluster: a Redis URL of a form we know (its password never echoed), durations in range. */
+function checkCluster (cfg: GatewayConfig, source: string): string[] {
+  const c = cfg.cluster as (Omit<NonNullable<GatewayConfig['cluster']>, 'timeout' | 'syncInterval'> & { timeout: number | string, syncInterval: number | string }) | undefined
+  if (c === undefined) return []
+  const problems: string[] = []
+  try {
+    parseRedisUrl(c.redis)
+  } catch (err) {
+    if (!(err instanceof RedisUrlError)) throw err
+    problems.push(`${source}: /cluster/redis: ${err.message}`)
+  }
+  c.timeout = toMs(c.timeout)
+  c.syncInterval = toMs(c.syncInterval)
+  if (c.timeout < TIMEOUT_RANGE.min || c.timeout > TIMEOUT_RANGE.max) problems.push(`${source}: /cluster/timeout: must be from 1ms to 10s, got ${c.timeout} ms`)
+  if (c.syncInterval < SYNC_RANGE.min || c.syncInterval > SYNC_RANGE.max) problems.push(`${source}: /cluster/syncInterval: must be from 10ms to 10s, got ${c.syncInterval} ms`)
+  return problems
 }
 
 /** `sha256:<hex>`: how API keys are stored and looked up. */

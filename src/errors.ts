@@ -121,7 +121,8 @@ export const codes = {
   GW_IP_AUTO_BLOCKED: createError('GW_IP_AUTO_BLOCKED', 'The client address is blocked for a while after too many refused requests', 403),
   GW_UPSTREAM_TLS: createError('GW_UPSTREAM_TLS', "The upstream service's TLS certificate could not be verified", 502),
   GW_MISDIRECTED_REQUEST: createError('GW_MISDIRECTED_REQUEST', 'The Host header names another server than the TLS connection (SNI) was made for', 421),
-  GW_HTTPS_REQUIRED: createError('GW_HTTPS_REQUIRED', 'This route is served over HTTPS only', 308)
+  GW_HTTPS_REQUIRED: createError('GW_HTTPS_REQUIRED', 'This route is served over HTTPS only', 308),
+  GW_RATE_LIMIT_UNAVAILABLE: createError('GW_RATE_LIMIT_UNAVAILABLE', 'The fleet-wide rate-limit store (Redis) is unavailable', 503)
 } as const
 
 export type ErrorCode = keyof typeof codes

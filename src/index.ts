@@ -24,3 +24,5 @@ export { codes, GatewayError } from './errors.js'
 export type { GatewayConfig, RouteConfig, PluginRef } from './config-schema.js'
 export { gatewaySchema } from './config-schema.js'
 export { VERSION } from './version.js'
+// Cluster mode: the fleet-wide auto-block list (any thread; see src/cluster/blocks.ts).
+export { publishBlock, onBlock } from './cluster/blocks.js'

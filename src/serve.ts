@@ -1,3 +1,4 @@
+import './test-clock.js'
 import { isAbsolute, join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import { Acceptor, createSharedState, prepareConfig } from './acceptor.js'
@@ -64,7 +65,13 @@ export async function serve (opts: ServeOptions): Promise<number> {
   if (!start.fromStore) await store.append({ raw: start.value, appliedAt: new Date().toISOString(), actor: 'startup', reason: 'startup', generation: acceptor.generation })
   const audit = stateDir === undefined ? undefined : AuditLog.open(join(stateDir, 'audit.log'))
   audit?.record({ actor: 'startup', action: 'startup', result: 'applied', versionAfter: store.latest()?.version, generation: acceptor.generation })
-  const control = new Control(acceptor, store, audit, log, raw.dir)
+  const local = new Control(acceptor, store, audit, log, raw.dir)
+  // Cluster mode: the same control plane, with every local update published to the fleet
+  // and the fleet's updates applied here (src/cluster/policy-sync.ts).
+  const clusterConfig = prepared.config.cluster
+  // Loaded only when configured: a single instance never loads the Redis client.
+  const cluster = clusterConfig === undefined ? undefined : new (await import('./cluster/node.js')).ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
+  const control = cluster === undefined ? local : cluster.control(local)
 
   const reload = async (actor: string): Promise<void> => {
     if (opts.reread === undefined) return
@@ -105,6 +112,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       void (async () => {
         await adminServer?.close()
         await acceptor.close(deadline)
+        await cluster?.close()
         await audit?.close()
         await store.close()
         log.info('stopped')

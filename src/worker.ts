@@ -1,3 +1,4 @@
+import './test-clock.js'
 import { threadId } from 'node:worker_threads'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -183,6 +184,8 @@ export default async function serve (task: ServeTask): Promise<{ served: number 
             // Spans and security events of the last requests go out before the thread ends.
             await closeExporters()
             for (const d of openDestinations()) await flushDestination(d)
+            // Only if cluster mode loaded it (import() of a loaded module is cached).
+            if (first.config.cluster !== undefined || state.current.gen.config.cluster !== undefined) (await import('./cluster/worker-link.js')).closeWorkerLinks()
             await flushLogger(log)
             port.close()
             resolve({ served })

@@ -4,6 +4,8 @@ import type { CompiledRule, RateLimitResult } from '../../src/rate-limit/counter
 import type { HotPath } from '../../src/shared-memory.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { RateLimitConfig } from './schema.js'
+import { clusterKeys, redisDownReply, strictArgv } from './cluster.js'
+import type { ClusterConfig } from '../../src/cluster/config.js'
 
 // One counters object per thread: they all count in the same shared table.
 const countersByHotPath = new WeakMap<HotPath, RateLimitCounters>()
@@ -44,7 +46,7 @@ function windowText (ms: number): string {
   return `${ms}ms`
 }
 
-interface Limit { name: string, rule: CompiledRule, windowS: number, result: RateLimitResult }
+interface Limit { name: string, rule: CompiledRule, windowS: number, result: RateLimitResult, policyId: string }
 
 /**
  * Builds the limits once per generation: each is a rule in the shared counter table under
@@ -52,7 +54,7 @@ interface Limit { name: string, rule: CompiledRule, windowS: number, result: Rat
  * that defines the limit, never its position. An unchanged limit keeps its counters
  * across a reload; a changed one starts afresh.
  */
-export function createRateLimit (config: RateLimitConfig, api: PluginApi): PluginHooks {
+export async function createRateLimit (config: RateLimitConfig, api: PluginApi): Promise<PluginHooks> {
   const counters = countersFor(api.shared.hotPath)
   const scope = config.id ?? `route:${api.route ?? '*'}`
   const keySpecs = Array.isArray(config.key) ? config.key : [config.key]
@@ -67,7 +69,8 @@ export function createRateLimit (config: RateLimitConfig, api: PluginApi): Plugi
       name: l.name ?? `${l.limit}-per-${windowText(windowMs)}`,
       rule: counters.rule(policyId, { algorithm: l.algorithm, limit: l.limit, windowMs, burst, whenFull: config.whenFull }),
       windowS: Math.max(1, Math.round(windowMs / 1000)),
-      result: newRateLimitResult()
+      result: newRateLimitResult(),
+      policyId
     }
   })
   const policyHeader = limits.map((l) => `"${l.name}";q=${l.rule.limit};w=${l.windowS}`).join(', ')
@@ -82,8 +85,59 @@ export function createRateLimit (config: RateLimitConfig, api: PluginApi): Plugi
     ctx.setResponseHeader('ratelimit-reset', resetS)
   }
 
+  // Cluster mode (src/cluster): in a worker, limits are fleet-wide. A dry run decides
+  // nothing, so it never connects.
+  const cluster = (api.gateway as { cluster?: ClusterConfig }).cluster
+  // Loaded only in cluster mode: a single instance never loads the Redis client.
+  const link = cluster !== undefined && api.mode === 'worker' ? (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
+
+  const reject = (ctx: RequestContext, l: Limit, r: RateLimitResult): void => {
+    const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000))
+    if (sendHeaders) setHeaders(ctx, l, r)
+    ctx.reply(status, {
+      code: r.tableFull ? 'RATE_LIMIT_TABLE_FULL' : 'RATE_LIMITED',
+      detail: `rate limit ${l.name} exceeded; retry in ${retry} s`,
+      headers: { 'retry-after': retry }
+    })
+  }
+
+  if (link !== undefined && link.cfg.mode === 'strict') {
+    // strict: one atomic script on Redis decides every limit of the request, in Redis time.
+    const cfg = link.cfg
+    link.warm()
+    const keysOf = clusterKeys(cfg.prefix, limits.map((l) => l.policyId))
+    const argv = strictArgv(limits.map((l) => l.rule))
+    const decided = (ctx: RequestContext, r: number[] | undefined): void => {
+      if (r === undefined) return redisDownReply(ctx, cfg.onRedisDown)
+      const out = newRateLimitResult()
+      if (r[0] === 0) {
+        const l = limits[(r[1] as number) - 1] as Limit
+        out.retryAfterMs = r[2] as number
+        out.resetMs = r[3] as number
+        return reject(ctx, l, out)
+      }
+      if (!sendHeaders) return
+      let best = 0
+      for (let i = 1; i < limits.length; i++) if ((r[2 * i + 1] as number) < (r[2 * best + 1] as number)) best = i
+      out.admitted = true
+      out.remaining = r[2 * best + 1] as number
+      out.resetMs = r[2 * best + 2] as number
+      setHeaders(ctx, limits[best] as Limit, out)
+    }
+    return {
+      onRequest (ctx: RequestContext) {
+        const p = link.strict(keysOf(keyOf(ctx)), argv)
+        if (p === undefined) return decided(ctx, undefined)
+        return p.then((r) => decided(ctx, r))
+      }
+    }
+  }
+  const fast = link
+
   return {
     onRequest (ctx: RequestContext) {
+      // fast: Redis down and fail closed; with allow, the local counters go on deciding.
+      if (fast !== undefined && !fast.fastUp && fast.cfg.onRedisDown === 'deny') return redisDownReply(ctx, 'deny')
       const key = keyOf(ctx)
       const now = Date.now()
       let tightest: Limit | undefined
@@ -95,15 +149,15 @@ export function createRateLimit (config: RateLimitConfig, api: PluginApi): Plugi
           // rejected request consumes no quota anywhere.
           for (let j = 0; j < i; j++) counters.refund((limits[j] as Limit).rule, key, now)
           if (r.tableFull) ctx.log.warn({ policy: l.rule.policyId }, 'rate-limit counter table full')
-          const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000))
-          if (sendHeaders) setHeaders(ctx, l, r)
-          return ctx.reply(status, {
-            code: r.tableFull ? 'RATE_LIMIT_TABLE_FULL' : 'RATE_LIMITED',
-            detail: `rate limit ${l.name} exceeded; retry in ${retry} s`,
-            headers: { 'retry-after': retry }
-          })
+          return reject(ctx, l, r)
         }
         if (tightest === undefined || r.remaining < tightest.result.remaining) tightest = l
+      }
+      if (fast !== undefined) {
+        for (let i = 0; i < limits.length; i++) {
+          const l = limits[i] as Limit
+          fast.record(l.policyId, l.rule.algorithm, l.rule.limit, l.rule.windowMs, l.rule.algorithm === 'gcra' ? l.rule.burst : undefined, key)
+        }
       }
       if (sendHeaders && tightest !== undefined) setHeaders(ctx, tightest, tightest.result)
     }

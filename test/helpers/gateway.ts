@@ -51,7 +51,7 @@ export function runCli (args: string[], opts: { cwd?: string, timeoutMs?: number
  * `config` is written to a temp dir as JSON; `args` are passed as is. Stopped by PID at the
  * end of the test whatever happens.
  */
-export async function startGateway (t: Tap, opts: { config?: Record<string, unknown>, args?: string[], files?: Record<string, string> }): Promise<RunningGateway> {
+export async function startGateway (t: Tap, opts: { config?: Record<string, unknown>, args?: string[], files?: Record<string, string>, startTimeoutMs?: number }): Promise<RunningGateway> {
   let args = opts.args ?? []
   if (opts.config !== undefined) {
     const dir = t.testdir(opts.files ?? {})
@@ -98,8 +98,8 @@ export async function startGateway (t: Tap, opts: { config?: Record<string, unkn
       void exitP.then(() => { clearTimeout(timer); reject(new Error(`gateway exited (${JSON.stringify(exited)}); stderr: ${stderr}`)) })
     })
   }
-  // Generous: on a loaded 2-core machine a 2-worker start has been seen to take over 11 s.
-  const listening = await waitFor((l) => l.msg === 'listening', 45_000)
+  // Generous by default: on a loaded 2-core machine a 2-worker start has been seen to take over 11 s.
+  const listening = await waitFor((l) => l.msg === 'listening', opts.startTimeoutMs ?? 45_000)
   const port = listening.port as number
   return {
     port,

@@ -1,0 +1,27 @@
+import { BroadcastChannel } from 'node:worker_threads'
+
+// One BroadcastChannel joins the acceptor and every worker thread of a process for cluster
+// traffic that is not tied to a generation: fast-mode counts going to the acceptor (which
+// syncs them with Redis once for the process), Redis's state coming back, workers' counters
+// for the metrics, and auto-block entries both ways. A BroadcastChannel reaches every other
+// object of that name in the process, whatever thread made it, with no port plumbing.
+
+export const CHANNEL_NAME = 'tollgate:cluster'
+
+/** A fast-mode counter: policy id, algorithm, limit, window ms, burst, client key, admits. */
+export type DeltaItem = [string, string, number, number, number | undefined, string, number]
+
+export type ClusterMessage =
+  | { type: 'deltas', items: DeltaItem[] }
+  | { type: 'redis', up: boolean }
+  | { type: 'stats', counts: Record<string, number> }
+  | { type: 'block-publish', ip: string, until: number }
+  | { type: 'block', ip: string, until: number }
+
+/** A channel that does not keep the thread alive. */
+export function openChannel (onMessage?: (m: ClusterMessage) => void): BroadcastChannel {
+  const ch = new BroadcastChannel(CHANNEL_NAME)
+  ch.unref()
+  if (onMessage !== undefined) ch.onmessage = (ev) => onMessage((ev as { data: unknown }).data as ClusterMessage)
+  return ch
+}

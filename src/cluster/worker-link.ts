@@ -1,0 +1,170 @@
+import type { Logger } from 'pino'
+import type { ClusterConfig } from './config.js'
+import { openChannel } from './channel.js'
+import type { DeltaItem } from './channel.js'
+import { closeRedis, connectRedis } from './redis.js'
+import type { RedisClient } from './redis.js'
+import { STRICT_LIMIT } from './scripts.js'
+import { countCluster } from './stats.js'
+import { threadId } from 'node:worker_threads'
+
+/** Redis down: one log line per this many ms, with a count of what was not logged. */
+const LOG_EVERY_MS = 10_000
+
+type LimitCommand = (numKeys: number, ...args: Array<string | number>) => Promise<number[]>
+
+/**
+ * A worker thread's side of cluster mode, one per thread (per cluster config).
+ *
+ * strict: the thread's own Redis connection. One connection per worker rather than one per
+ * process with message passing: a strict decision is on the request path, and a hop to the
+ * acceptor and back would add two thread hand-offs to every request and make the acceptor's
+ * event loop a bottleneck for every worker; a connection per thread costs Redis a client
+ * per worker (instances x workers in all), which it handles by the thousand. ioredis
+ * pipelines the commands of one tick into one write.
+ *
+ * fast: the thread's admits, batched and sent to the acceptor every syncInterval; the
+ * acceptor syncs them with Redis once for the whole process (the local counters are shared
+ * by the process's threads, so remote admits must be counted in once per process, not once
+ * per thread).
+ */
+export class WorkerLink {
+  readonly cfg: ClusterConfig
+  readonly #log: Logger
+  #redis: RedisClient | undefined
+  #limit: LimitCommand | undefined
+  #down = false
+  #everReady = false
+  #lastLog = 0
+  #suppressed = 0
+  /** fast mode: Redis as the acceptor last reported it (optimistic until it says). */
+  #fastUp = true
+  #deltas = new Map<string, DeltaItem>()
+  #flushTimer: ReturnType<typeof setInterval> | undefined
+  #channel: ReturnType<typeof openChannel>
+
+  constructor (cfg: ClusterConfig, log: Logger) {
+    this.cfg = cfg
+    this.#log = log
+    this.#channel = openChannel((m) => { if (m.type === 'redis') this.#fastUp = m.up })
+  }
+
+  /** strict: connect on first use (not in a dry run, which never decides anything). */
+  #connect (): LimitCommand {
+    if (this.#limit !== undefined) return this.#limit
+    const redis = connectRedis(this.cfg, { failFast: true, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
+    redis.defineCommand('tollgateLimit', { lua: STRICT_LIMIT })
+    redis.on('error', (err: Error) => this.#unavailable(err))
+    redis.on('ready', () => {
+      this.#everReady = true
+      if (this.#down) this.#log.info({ suppressed: this.#suppressed }, 'cluster: Redis reachable again; rate limits are fleet-wide again')
+      this.#down = false
+      this.#suppressed = 0
+    })
+    this.#redis = redis
+    this.#limit = (redis as unknown as { tollgateLimit: LimitCommand }).tollgateLimit.bind(redis)
+    return this.#limit
+  }
+
+  #unavailable (err: Error | undefined): void {
+    const now = Date.now()
+    if (!this.#down || now - this.#lastLog >= LOG_EVERY_MS) {
+      this.#log.warn({ err: err?.message, suppressed: this.#suppressed, onRedisDown: this.cfg.onRedisDown }, `cluster: Redis unavailable; rate limits ${this.cfg.onRedisDown === 'allow' ? 'let requests through (fail open)' : 'answer 503'} until it is back`)
+      this.#lastLog = now
+      this.#suppressed = 0
+    } else {
+      this.#suppressed++
+    }
+    this.#down = true
+  }
+
+  /**
+   * One strict decision (scripts.ts STRICT_LIMIT): the script's reply, or undefined when
+   * Redis did not answer within cluster.timeout or is not connected (never waits for it).
+   */
+  strict (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> | undefined {
+    const limit = this.#connect()
+    const redis = this.#redis as RedisClient
+    if (redis.status !== 'ready') {
+      // The first connection of this thread is still being made (a gateway just started):
+      // wait for it, within the timeout, rather than call Redis down.
+      if (!this.#everReady && !this.#down) return this.#whenReady().then((ok) => ok ? this.#call(limit, keys, argv) : undefined)
+      if (!this.#down) this.#unavailable(undefined)
+      return undefined
+    }
+    return this.#call(limit, keys, argv)
+  }
+
+  /** Strict mode, worker mode: connect now, not at the first request. */
+  warm (): void { this.#connect() }
+
+  #whenReady (): Promise<boolean> {
+    const redis = this.#redis as RedisClient
+    return new Promise((resolve) => {
+      const done = (ok: boolean): void => {
+        clearTimeout(timer)
+        redis.off('ready', onReady)
+        resolve(ok)
+      }
+      const onReady = (): void => done(true)
+      const timer = setTimeout(() => done(false), this.cfg.timeout)
+      redis.once('ready', onReady)
+    })
+  }
+
+  #call (limit: LimitCommand, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
+    return limit(keys.length, ...keys, ...argv).then((r) => {
+      countCluster('strictDecisions')
+      return r
+    }, (err: Error) => {
+      countCluster('redisErrors')
+      this.#unavailable(err)
+      return undefined
+    })
+  }
+
+  /** fast mode: whether Redis is up, as the acceptor's sync sees it. */
+  get fastUp (): boolean { return this.#fastUp }
+
+  /** fast mode: count one local admit for the next sync. */
+  record (policyId: string, algorithm: string, limit: number, windowMs: number, burst: number | undefined, key: string): void {
+    const id = policyId + '\u0000' + key
+    const d = this.#deltas.get(id)
+    if (d !== undefined) d[6]++
+    else this.#deltas.set(id, [policyId, algorithm, limit, windowMs, burst, key, 1])
+    this.#flushTimer ??= setInterval(() => this.#flush(), Math.max(5, Math.floor(this.cfg.syncInterval / 2))).unref()
+  }
+
+  #flush (): void {
+    if (this.#deltas.size === 0) return
+    const items = [...this.#deltas.values()]
+    this.#deltas = new Map()
+    this.#channel.postMessage({ type: 'deltas', items })
+  }
+
+  close (): void {
+    this.#flush()
+    if (this.#flushTimer !== undefined) clearInterval(this.#flushTimer)
+    this.#channel.close()
+    if (this.#redis !== undefined) closeRedis(this.#redis)
+  }
+}
+
+const links = new Map<string, WorkerLink>()
+
+/** This thread's link for a cluster config (made once; a changed config gets a new one). */
+export function workerLink (cfg: ClusterConfig, log: Logger): WorkerLink {
+  const id = JSON.stringify(cfg)
+  let l = links.get(id)
+  if (l === undefined) {
+    l = new WorkerLink(cfg, log)
+    links.set(id, l)
+  }
+  return l
+}
+
+/** Close every link of this thread (at drain). */
+export function closeWorkerLinks (): void {
+  for (const l of links.values()) l.close()
+  links.clear()
+}
