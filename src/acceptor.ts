@@ -13,6 +13,8 @@ import { choosePort, closeListenFd, openListenFd, releaseProbe, resolveListenHos
 import { loadPlugins } from './plugin-loader.js'
 import { IpTableError, nextIpRegion, switchIpRegion, writeIpTable } from './ip/table-writer.js'
 import { WorkerStats } from './worker-stats.js'
+import { blockStats } from './block-list.js'
+import { clusterStats } from './cluster/stats.js'
 import { GatewayMetrics } from './metrics/exposition.js'
 import { createMetricsRegion } from './metrics/writer.js'
 import type { IpRegion } from './ip/table-writer.js'
@@ -264,7 +266,7 @@ export class Acceptor {
       const slot: Slot = { index: i, fd: -1, port: undefined, ready: false, task: undefined, failedStarts: 0, threadId: undefined, live: new Set(), stats: new WorkerStats(this.memory, i), metrics: createMetricsRegion() }
       this.#slots.push(slot)
     }
-    this.metrics = new GatewayMetrics({ regions: this.#slots.map((s) => s.metrics), generation: () => this.#generation })
+    this.metrics = new GatewayMetrics({ regions: this.#slots.map((s) => s.metrics), generation: () => this.#generation, blocks: () => blockStats(this.memory), cluster: this.#prepared.config.cluster === undefined ? undefined : clusterStats })
     for (const slot of this.#slots) ready.push(this.#startSlot(slot))
     try {
       await Promise.all(ready)

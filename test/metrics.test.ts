@@ -47,7 +47,9 @@ t.test('exact counts across 2 workers after a known sequence of requests', async
         { name: 'api', match: { path: '/api' }, upstream: up.url },
         { name: 'blocked', match: { path: '/blocked' }, upstream: up.url, plugins: [{ name: 'ip-filter', config: { deny: ['127.0.0.0/8'] } }] },
         { name: 'keyed', match: { path: '/keyed' }, upstream: up.url, plugins: [{ name: 'key-auth' }] },
-        { name: 'down', match: { path: '/down' }, upstream: `http://127.0.0.1:${dead}` }
+        // Passive checks off: every request must meet the refused connection (502), not an
+        // ejected target (503), for the upstream-error counts below.
+        { name: 'down', match: { path: '/down' }, upstream: { targets: [`http://127.0.0.1:${dead}`], passive: { consecutiveFailures: 0 } } }
       ]
     }
   })

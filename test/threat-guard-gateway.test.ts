@@ -97,6 +97,10 @@ t.test('auto-block in a 2-worker gateway: threshold, every worker, allow list, a
     const event = await gw.waitFor((l) => l.securityEvent === 'ip-auto-blocked')
     t.match(event, { ip: A, count: 4, code: 'GW_IP_AUTO_BLOCKED', reasons: { 400: 1, 401: 2, 403: 1 } })
     t.equal(gw.lines.filter((l) => l.securityEvent === 'ip-auto-blocked').length, 1, 'one event, from one worker')
+    const metrics = (await get(admin, '/metrics', '127.0.0.1', { headers: auth })).body
+    t.match(metrics, /^tollgate_autoblocks_total 1$/m, 'the block in /metrics')
+    t.match(metrics, /^tollgate_blocked_ips 1$/m)
+    t.notMatch(metrics, /tollgate_cluster_/, 'no cluster families without cluster mode')
   })
 
   t.test('every worker refuses the blocked address at once; others are served', async (t) => {

@@ -4,6 +4,7 @@ import {
   ROUTE_DURATION, ROUTE_UPSTREAM, SPAN_RESULTS, STATUS_CLASS_NAMES, UPSTREAM_ERROR_KINDS
 } from './layout.js'
 import { RegionReader } from './reader.js'
+import type { ClusterStats } from '../cluster/stats.js'
 
 type Labels = Record<string, string>
 interface Value { labels: Labels, value: number, metricName?: string }
@@ -58,6 +59,10 @@ function histogram (name: string, blocks: Map<string, number[]>, base: number): 
 export interface MetricsSources {
   regions: readonly SharedArrayBuffer[]
   generation: () => number
+  /** threat-guard's block list in shared memory (src/block-list.ts blockStats). */
+  blocks?: () => { autoblocksTotal: number, blockedIps: number, tableFull: number }
+  /** Cluster mode's counters (src/cluster/stats.ts clusterStats). */
+  cluster?: () => ClusterStats
 }
 
 /**
@@ -127,6 +132,30 @@ export class GatewayMetrics {
       new SharedFamily('tollgate_trace_spans_total', 'Spans given to the OTLP exporter, by result', 'counter', () => byLabel('result', SPAN_RESULTS, FIXED.spans)),
       new SharedFamily('tollgate_security_events_total', 'Security events written (one per denial, when the security log is on)', 'counter', () => [{ labels: {}, value: fixed(FIXED.securityEvents) }])
     ]
+    const blockList = src.blocks
+    if (blockList !== undefined) {
+      families.push(
+        new SharedFamily('tollgate_autoblocks_total', 'Addresses threat-guard put on its temporary deny list', 'counter', () => [{ labels: {}, value: blockList().autoblocksTotal }]),
+        new SharedFamily('tollgate_blocked_ips', 'Addresses on the temporary deny list now', 'gauge', () => [{ labels: {}, value: blockList().blockedIps }]),
+        new SharedFamily('tollgate_autoblock_table_full_total', 'Blocks not placed because the block table had no free slot near the address', 'counter', () => [{ labels: {}, value: blockList().tableFull }])
+      )
+    }
+    const cluster = src.cluster
+    if (cluster !== undefined) {
+      const c = (name: string, help: string, pick: (s: ClusterStats) => number, type: 'counter' | 'gauge' = 'counter'): SharedFamily =>
+        new SharedFamily(name, help, type, () => { const s = cluster(); return s.enabled ? [{ labels: {}, value: pick(s) }] : [] })
+      families.push(
+        c('tollgate_cluster_redis_up', 'Cluster mode: 1 while the connection to Redis is ready', (s) => s.redisUp, 'gauge'),
+        c('tollgate_cluster_redis_errors_total', 'Cluster mode: Redis calls that failed or timed out', (s) => s.redisErrors),
+        c('tollgate_cluster_redis_down_allowed_total', 'Cluster mode: requests let through while Redis was down (onRedisDown: allow)', (s) => s.redisDownAllowed),
+        c('tollgate_cluster_redis_down_denied_total', 'Cluster mode: requests refused while Redis was down (onRedisDown: deny)', (s) => s.redisDownDenied),
+        c('tollgate_cluster_strict_decisions_total', 'Cluster mode: rate-limit decisions made by Redis (strict)', (s) => s.strictDecisions),
+        c('tollgate_cluster_fast_syncs_total', 'Cluster mode: counter synchronisations with Redis (fast)', (s) => s.fastSyncs),
+        c('tollgate_cluster_policy_version', 'Cluster mode: the fleet policy version this instance runs', (s) => s.policyVersion, 'gauge'),
+        c('tollgate_cluster_policy_applied_total', 'Cluster mode: fleet policy versions applied here', (s) => s.policyApplied),
+        c('tollgate_cluster_policy_refused_total', 'Cluster mode: fleet policy versions this instance refused', (s) => s.policyRefused)
+      )
+    }
     for (const f of families) reg.registerMetric(f as never)
   }
 
