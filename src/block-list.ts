@@ -182,6 +182,24 @@ export function blockStats (memory: WebAssembly.Memory, now = Date.now()): Block
 }
 
 /**
+ * In the acceptor, in cluster mode: a block another instance placed (or this one, echoed
+ * back) goes into this process's shared table, so every worker refuses the address at its
+ * next lookup. One writer per process for the fleet's blocks; a block already in force is
+ * left as it is.
+ */
+export function fleetBlockPlacer (hot: HotPath): (ip: string, until: number) => PlaceResult | 'invalid' | 'expired' {
+  const blocks = new BlockList(hot)
+  const w = new Uint32Array(4)
+  return (ip, until) => {
+    const now = Date.now()
+    if (!(until > now)) return 'expired'
+    const family = parseIp(ip, w)
+    if (family !== V4 && family !== V6) return 'invalid'
+    return blocks.placeParsed(family, w, now, until, 0, [])
+  }
+}
+
+/**
  * The block list for the admin API, in the acceptor: listing reads the shared table; a lift
  * goes through the acceptor's own WASM instance, so every worker sees it at its next lookup.
  */

@@ -11,7 +11,8 @@ import { MemoryVersions } from './control/memory-store.js'
 import { VersionStore } from './control/store.js'
 import type { Versions } from './control/types.js'
 import { watchFile } from './control/watch.js'
-import { blockAdmin } from './block-list.js'
+import { blockAdmin, fleetBlockPlacer } from './block-list.js'
+import { onBlock } from './cluster/blocks.js'
 import { flushLogger } from './log.js'
 import { VERSION } from './version.js'
 
@@ -72,6 +73,14 @@ export async function serve (opts: ServeOptions): Promise<number> {
   // Loaded only when configured: a single instance never loads the Redis client.
   const cluster = clusterConfig === undefined ? undefined : new (await import('./cluster/node.js')).ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
   const control = cluster === undefined ? local : cluster.control(local)
+  // The fleet's auto-blocks (threat-guard on any instance) go into this process's table.
+  const placeFleetBlock = fleetBlockPlacer(shared.hotPath)
+  const stopFleetBlocks = cluster === undefined
+    ? undefined
+    : onBlock((ip, until) => {
+      const r = placeFleetBlock(ip, until)
+      if (r === 'table-full' || r === 'busy' || r === 'invalid') log.warn({ ip, result: r }, 'cluster: a fleet auto-block was not placed here')
+    })
 
   const reload = async (actor: string): Promise<void> => {
     if (opts.reread === undefined) return
@@ -112,6 +121,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       void (async () => {
         await adminServer?.close()
         await acceptor.close(deadline)
+        stopFleetBlocks?.()
         await cluster?.close()
         await audit?.close()
         await store.close()

@@ -1,4 +1,5 @@
 import { BlockList } from '../../src/block-list.js'
+import { publishBlock } from '../../src/cluster/blocks.js'
 import type { ReasonCount } from '../../src/block-list.js'
 import { toMs } from '../../src/duration.js'
 import { codes } from '../../src/errors.js'
@@ -63,6 +64,7 @@ export function createThreatGuard (config: ThreatGuardConfig, api: PluginApi): P
   const result = newRateLimitResult()
   const words = new Uint32Array(4)
   const log = api.log
+  const fleet = api.gateway.cluster !== undefined
 
   /** The address parsed into `words`, unless it is invalid or allow-listed. */
   const guarded = (ip: string): typeof INVALID | 4 | 6 => {
@@ -84,6 +86,8 @@ export function createThreatGuard (config: ThreatGuardConfig, api: PluginApi): P
     const placed = blocks.placeParsed(family, words, now, until, count, reasons.slice(0, REASONS_KEPT))
     const ip = ctx.client.ip
     if (placed === 'placed') {
+      // In cluster mode the block goes to every instance (src/cluster/blocks.ts).
+      if (fleet) publishBlock(ip, until)
       // The security event: one line per block, whichever worker placed it.
       log.warn({ securityEvent: 'ip-auto-blocked', code: codes.GW_IP_AUTO_BLOCKED.code, ip, count, windowMs, reasons: Object.fromEntries(reasons.map((r) => [r.status, r.count])), until: new Date(until).toISOString(), route: ctx.route.name }, 'threat-guard: client address blocked')
     } else if (placed === 'table-full' || placed === 'busy') {
