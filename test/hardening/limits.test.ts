@@ -170,7 +170,7 @@ t.test('B7: a client that never reads a 100 MB response: back-pressure bounds th
   })
   await new Promise<void>((resolve) => big.listen(0, '127.0.0.1', resolve))
   t.teardown(() => new Promise<void>((resolve) => { done = true; for (const s of sockets) s.destroy(); big.close(() => resolve()) }))
-  const gwBig = await startGateway(t, { config: { workers: 1, logLevel: 'warn', routes: [{ name: 'big', match: { path: '/' }, upstream: `http://127.0.0.1:${(big.address() as AddressInfo).port}` }] } })
+  const gwBig = await startGateway(t, { config: { workers: 1, logLevel: 'warn', tracing: { propagate: false }, routes: [{ name: 'big', match: { path: '/' }, upstream: `http://127.0.0.1:${(big.address() as AddressInfo).port}` }] } })
   const client = connect(gwBig.port, '127.0.0.1')
   client.on('error', () => {})
   await new Promise<void>((resolve) => client.once('connect', () => resolve()))
