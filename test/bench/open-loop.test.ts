@@ -28,7 +28,8 @@ t.test('a stall of the only connection shows in the requests due during it', asy
     res.end('ok')
   })
   t.teardown(s.close)
-  const r = await openLoop({ url: s.url, rate: 50, durationSec: 2, connections: 1 })
+  // No warm-up: the stall must fall in the measured schedule.
+  const r = await openLoop({ url: s.url, rate: 50, durationSec: 2, connections: 1, warmupSec: 0 })
   t.equal(r.scheduled, 100, 'rate x duration requests were due')
   t.equal(r.completed, 100, 'all were answered')
   t.same(r.statuses, { 200: 100 })
@@ -45,11 +46,11 @@ t.test('a stall of the only connection shows in the requests due during it', asy
 t.test('non-200 answers and refused connections are counted, not hidden', async (t) => {
   const s = await server((req, res) => { req.resume(); res.statusCode = 401; res.end() })
   t.teardown(s.close)
-  const r = await openLoop({ url: s.url, rate: 20, durationSec: 1, connections: 2 })
+  const r = await openLoop({ url: s.url, rate: 20, durationSec: 1, connections: 2, warmupSec: 0 })
   t.same(r.statuses, { 401: 20 })
   const dead = await server((req, res) => res.end())
   await dead.close()
-  const d = await openLoop({ url: dead.url, rate: 20, durationSec: 1, connections: 2 })
+  const d = await openLoop({ url: dead.url, rate: 20, durationSec: 1, connections: 2, warmupSec: 0 })
   t.equal(d.completed, 0)
   t.equal(d.errors, 20, 'every request to a closed port is an error')
 })
