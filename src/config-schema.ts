@@ -6,20 +6,12 @@ import { metricsSchema, securityLogSchema, tracingSchema } from './observability
 import type { MetricsConfig, SecurityLogConfig, TracingConfig } from './observability-schema.js'
 import { clusterSchema } from './cluster/config.js'
 import type { ClusterConfig } from './cluster/config.js'
+import { duration } from './schema-parts.js'
 
 /**
  * The gateway config's JSON Schema: the one source for validation (ajv, src/config.ts) and
  * for the published `schema/gateway.schema.json` editors use (scripts/build-schema.ts).
  */
-
-/** Milliseconds as a number, or a string such as `500ms`, `10s`, `2m`, `1h`. */
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ],
-  description: 'Milliseconds, or a string with a unit: 500ms, 10s, 2m, 1h'
-} as const
 
 /** A size in bytes. */
 const byteSize = { type: 'integer', minimum: 0, maximum: 1099511627776 } as const

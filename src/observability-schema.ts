@@ -1,3 +1,5 @@
+import { positiveDuration as duration } from './schema-parts.js'
+
 /**
  * Config blocks for what the gateway reports about itself (top-level keys `metrics`,
  * `tracing` and `securityLog`). GET /metrics is on the admin API (admin/schema.ts).
@@ -10,13 +12,6 @@ export const metricsSchema = {
     enabled: { type: 'boolean', default: true, description: 'Count requests per route (tollgate_requests_total and the duration histograms); off only to measure their cost' }
   },
   default: {}
-} as const
-
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 1 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
 } as const
 
 export const tracingSchema = {

@@ -1,3 +1,5 @@
+import { duration } from '../../src/schema-parts.js'
+
 /** Signature algorithms an issuer may be pinned to. `none` is not one of them, ever. */
 export const ALGORITHMS = [
   'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
@@ -5,13 +7,6 @@ export const ALGORITHMS = [
   'HS256', 'HS384', 'HS512'
 ] as const
 export type Algorithm = typeof ALGORITHMS[number]
-
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
 
 /** Claim names travel in problem details and challenges: RFC 6750 NQCHAR without spaces. */
 const claimName = { type: 'string', pattern: '^[\\x21\\x23-\\x5B\\x5D-\\x7E]{1,128}$' } as const

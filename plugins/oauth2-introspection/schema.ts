@@ -1,16 +1,4 @@
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
-
-const positiveDuration = {
-  anyOf: [
-    { type: 'integer', minimum: 1 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
+import { duration, positiveDuration } from '../../src/schema-parts.js'
 
 /** Quoted-string content of a challenge parameter: no `"` or `\`, no controls. */
 const realm = { type: 'string', pattern: '^[\\x20\\x21\\x23-\\x5B\\x5D-\\x7E]{1,64}$' } as const

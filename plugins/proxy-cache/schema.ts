@@ -1,9 +1,4 @@
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
+import { duration } from '../../src/schema-parts.js'
 
 /** RFC 9110 §15.1: the status codes heuristically cacheable (206 left out: no ranges here). */
 export const DEFAULT_STATUSES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] as const

@@ -1,9 +1,4 @@
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 1 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
+import { positiveDuration as duration } from '../../src/schema-parts.js'
 
 export const schema = {
   type: 'object',

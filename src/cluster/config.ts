@@ -1,15 +1,10 @@
+import { positiveDuration as duration } from '../schema-parts.js'
+
 /**
  * The `cluster` block of the gateway config: many tollgate instances sharing rate-limit
  * counters, policy versions and the auto-block list through Redis. Added to the gateway
  * schema under the top-level key `cluster`; absent means a single instance (no Redis).
  */
-
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 1 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ]
-} as const
 
 export const clusterSchema = {
   type: 'object',

@@ -3,16 +3,7 @@
  * src/config-schema.ts because it is large; no defaults here (an `anyOf` with a plain URL
  * cannot carry them): src/upstream/spec.ts fills them in, in one place.
  */
-
-const duration = {
-  anyOf: [
-    { type: 'integer', minimum: 0 },
-    { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?(ms|s|m|h)$' }
-  ],
-  description: 'Milliseconds, or a string with a unit: 500ms, 10s, 2m, 1h'
-} as const
-
-const httpUrl = { type: 'string', format: 'http-url', description: 'An http:// or https:// origin, e.g. http://127.0.0.1:3000' } as const
+import { duration, httpUrl } from '../schema-parts.js'
 
 const healthCheck = {
   type: 'object',
