@@ -9,7 +9,7 @@ import type { SharedUpstream } from './state.js'
 /**
  * The acceptor's side of upstream state: one shared buffer per distinct upstream (state.ts),
  * and the active health checks, run here once per gateway rather than once per worker. A
- * policy update calls sync(): upstreams whose key (targets + health check) is unchanged keep
+ * policy update calls sync(): upstreams whose key (targets + health check + TLS) is unchanged keep
  * their buffer and their prober; new ones get fresh state (every target healthy until
  * probed); those no route uses any more stop being probed.
  */
@@ -29,7 +29,10 @@ export class UpstreamRegistry {
     const out: Record<string, SharedUpstream> = {}
     for (const route of config.routes) {
       const spec = upstreamSpec(route.upstream)
-      const key = upstreamKey(spec)
+      // The same targets reached with other TLS settings (another CA, name, or none) are
+      // another upstream: a route whose CA is wrong must not eject the target for the others.
+      const tls = typeof route.upstream === 'string' ? undefined : route.upstream.tls
+      const key = upstreamKey(spec) + (tls === undefined ? '' : JSON.stringify(tls))
       let e = this.#entries.get(key)
       if (e === undefined) {
         const shared = createSharedUpstream(spec.targets.length)
