@@ -134,10 +134,18 @@ export class GatewayMetrics {
     ]
     const blockList = src.blocks
     if (blockList !== undefined) {
+      // blockedIps walks the whole block table: read once per scrape (the first family of
+      // the three reads, the last drops it), as with the route blocks above.
+      let snap: ReturnType<typeof blockList> | undefined
+      const stats = (): ReturnType<typeof blockList> => (snap ??= blockList())
       families.push(
-        new SharedFamily('tollgate_autoblocks_total', 'Addresses threat-guard put on its temporary deny list', 'counter', () => [{ labels: {}, value: blockList().autoblocksTotal }]),
-        new SharedFamily('tollgate_blocked_ips', 'Addresses on the temporary deny list now', 'gauge', () => [{ labels: {}, value: blockList().blockedIps }]),
-        new SharedFamily('tollgate_autoblock_table_full_total', 'Blocks not placed because the block table had no free slot near the address', 'counter', () => [{ labels: {}, value: blockList().tableFull }])
+        new SharedFamily('tollgate_autoblocks_total', 'Addresses threat-guard put on its temporary deny list', 'counter', () => [{ labels: {}, value: stats().autoblocksTotal }]),
+        new SharedFamily('tollgate_blocked_ips', 'Addresses on the temporary deny list now', 'gauge', () => [{ labels: {}, value: stats().blockedIps }]),
+        new SharedFamily('tollgate_autoblock_table_full_total', 'Blocks not placed because the block table had no free slot near the address', 'counter', () => {
+          const value = stats().tableFull
+          snap = undefined
+          return [{ labels: {}, value }]
+        })
       )
     }
     const cluster = src.cluster
