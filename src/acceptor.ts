@@ -23,6 +23,7 @@ import { createSharedMemory, loadHotPath, setCounterEntries, setGeneration } fro
 import type { HotPath } from './shared-memory.js'
 import type { GenerationMessage, ServeTask, WorkerToAcceptor } from './types.js'
 import { UpstreamRegistry } from './upstream/registry.js'
+import type { UpstreamStatus } from './upstream/status.js'
 import { loadTlsMaterial, TlsFileError } from './tls/material.js'
 import type { TlsMaterial } from './tls/material.js'
 import { CertWatcher } from './tls/reload.js'
@@ -203,6 +204,11 @@ export class Acceptor {
       const st = s.stats.read()
       return { slot: s.index, alive: s.ready, threadId: s.threadId, generation: s.ready ? st.generation : undefined, inFlight: s.ready ? st.inFlight : undefined }
     })
+  }
+
+  /** Per-upstream view for /status: targets' health, ejections and in-flight counts. */
+  upstreams (): UpstreamStatus[] {
+    return this.#upstreams.status(this.#prepared.config)
   }
 
   #message (): GenerationMessage {

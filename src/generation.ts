@@ -207,6 +207,7 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
           stripSegments: route.stripPrefix ? segmentsOf(route.match.path) : 0,
           rewrite,
           connectTimeout: route.timeouts.connect,
+          tls: upstreamTls,
           headersTimeout: route.timeouts.headers,
           bodyTimeout: route.timeouts.body,
           totalTimeout: route.timeouts.total,

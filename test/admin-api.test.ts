@@ -90,7 +90,8 @@ class FakeControl implements GatewayControl {
         { slot: 0, alive: true, threadId: 1, generation: 1, inFlight: 0 },
         { slot: 1, alive: false, threadId: undefined, generation: undefined, inFlight: undefined }
       ],
-      listen: { host: '127.0.0.1', port: 8080 }
+      listen: { host: '127.0.0.1', port: 8080 },
+      upstreams: []
     }
   }
 }

@@ -129,7 +129,8 @@ export class Control implements GatewayControl {
       configVersion: this.#store.latest()?.version ?? 0,
       generation: this.#acceptor.generation,
       workers: this.#acceptor.workers(),
-      listen: this.#acceptor.listening
+      listen: this.#acceptor.listening,
+      upstreams: this.#acceptor.upstreams()
     }
   }
 }

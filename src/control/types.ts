@@ -4,6 +4,7 @@
  */
 
 import type { PurgeSelector } from '../cache-purge.js'
+import type { UpstreamStatus } from '../upstream/status.js'
 
 /** Who asked for a change: an admin token's name, or 'file', 'signal', 'startup', 'cli'. */
 export type Actor = string
@@ -44,6 +45,8 @@ export interface GatewayStatus {
   generation: number
   workers: WorkerStatus[]
   listen: { host: string, port: number }
+  /** Each upstream's targets: health (active and passive checks), in-flight requests. */
+  upstreams: UpstreamStatus[]
 }
 
 /**

@@ -17,6 +17,7 @@ import { threadMetrics } from '../metrics/writer.js'
 import { tapData, tapEnd, tapHeaders } from './response-tap.js'
 import { acceptsTrailers, announcedTrailers, forwardableTrailers } from './trailers.js'
 import { isCertificateError } from '../tls/upstream.js'
+import type { UpstreamConnectTls } from '../tls/upstream.js'
 
 /** One upstream target as a route uses it. */
 export interface Target {
@@ -46,6 +47,8 @@ export interface ProxyRoute {
   /** A regex replace on the path after the strip. */
   rewrite: { re: RegExp, replacement: string } | undefined
   connectTimeout: number
+  /** https:// targets: CA, SNI name, verification; the pools have it, the WebSocket handshake reads it here. */
+  tls: UpstreamConnectTls | undefined
   headersTimeout: number
   bodyTimeout: number
   /** Whole exchange, retries included; 0: none. */

@@ -1,10 +1,22 @@
 import type { Logger } from 'pino'
 import { Pool } from 'undici'
-import type { GatewayConfig } from '../config-schema.js'
+import type { GatewayConfig, RouteConfig } from '../config-schema.js'
 import { upstreamKey, upstreamSpec } from './spec.js'
 import type { HealthCheckSpec } from './spec.js'
 import { createSharedUpstream, H_FIELDS, T_FIELDS, T_HEALTHY } from './state.js'
 import type { SharedUpstream } from './state.js'
+import { readUpstreamStatus } from './status.js'
+import type { UpstreamStatus } from './status.js'
+
+/**
+ * What identifies a route's upstream state. The same targets reached with other TLS
+ * settings (another CA, name, or none) are another upstream: a route whose CA is wrong must
+ * not eject the target for the others.
+ */
+function stateKey (route: RouteConfig): string {
+  const tls = typeof route.upstream === 'string' ? undefined : route.upstream.tls
+  return upstreamKey(upstreamSpec(route.upstream)) + (tls === undefined ? '' : JSON.stringify(tls))
+}
 
 /**
  * The acceptor's side of upstream state: one shared buffer per distinct upstream (state.ts),
@@ -29,10 +41,7 @@ export class UpstreamRegistry {
     const out: Record<string, SharedUpstream> = {}
     for (const route of config.routes) {
       const spec = upstreamSpec(route.upstream)
-      // The same targets reached with other TLS settings (another CA, name, or none) are
-      // another upstream: a route whose CA is wrong must not eject the target for the others.
-      const tls = typeof route.upstream === 'string' ? undefined : route.upstream.tls
-      const key = upstreamKey(spec) + (tls === undefined ? '' : JSON.stringify(tls))
+      const key = stateKey(route)
       let e = this.#entries.get(key)
       if (e === undefined) {
         const shared = createSharedUpstream(spec.targets.length)
@@ -48,12 +57,36 @@ export class UpstreamRegistry {
 
   /** Stop probing upstreams `config` does not use (after an update was applied, or refused). */
   retain (config: GatewayConfig): void {
-    const used = new Set(config.routes.map((r) => upstreamKey(upstreamSpec(r.upstream))))
+    // The same key as sync(): with the TLS part, or an upstream with a tls block would lose
+    // its state (and its prober) at every update.
+    const used = new Set(config.routes.map(stateKey))
     for (const [key, e] of this.#entries) {
       if (used.has(key)) continue
       void e.prober?.stop()
       this.#entries.delete(key)
     }
+  }
+
+  /**
+   * Every upstream `config` uses, as GET /status shows it: routes that share one state are
+   * one entry; targets and weights as the first of those routes names them.
+   */
+  status (config: GatewayConfig): UpstreamStatus[] {
+    const byKey = new Map<string, { route: RouteConfig, routes: string[] }>()
+    for (const route of config.routes) {
+      const key = stateKey(route)
+      const seen = byKey.get(key)
+      if (seen === undefined) byKey.set(key, { route, routes: [route.name] })
+      else seen.routes.push(route.name)
+    }
+    const out: UpstreamStatus[] = []
+    for (const [key, { route, routes }] of byKey) {
+      const e = this.#entries.get(key)
+      if (e === undefined) continue
+      const spec = upstreamSpec(route.upstream)
+      out.push(readUpstreamStatus(e.shared, spec.targets, routes, e.prober !== undefined))
+    }
+    return out
   }
 
   async close (): Promise<void> {

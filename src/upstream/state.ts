@@ -12,7 +12,7 @@ import type { BreakerSpec, PassiveSpec, RetrySpec } from './spec.js'
  * passive ejection decided in one worker must hold in all (Envoy's outlier detection is per
  * cluster, not per worker). Every field is an Int32 read and written with Atomics.
  *
- *   header  [ACTIVE, PENDING, RETRIES, -, EJECTED, -, -, -]
+ *   header  [ACTIVE, PENDING, RETRIES, TUNNELS, EJECTED, -, -, -]
  *   target  [HEALTHY, FAILS, EJECTED, UNTIL, EJECTIONS, TRIAL, INFLIGHT, TRIAL_AT] x N
  *
  * Times are milliseconds since the buffer's epoch (sent beside it), kept in 32 bits and
@@ -22,6 +22,7 @@ import type { BreakerSpec, PassiveSpec, RetrySpec } from './spec.js'
 export const H_ACTIVE = 0 // requests in flight to the upstream, every worker
 export const H_PENDING = 1 // dispatched, not yet written to a connection
 export const H_RETRIES = 2 // retries in flight
+export const H_TUNNELS = 3 // WebSocket tunnels open (or opening), every worker
 export const H_EJECTED = 4 // targets ejected now
 export const H_FIELDS = 8
 
@@ -190,6 +191,25 @@ export class UpstreamState {
       if (Atomics.compareExchange(a, H_RETRIES, cur, cur + 1) === cur) return true
     }
   }
+
+  /**
+   * A WebSocket tunnel holds one upstream connection for as long as it lives, outside the
+   * undici pools the breaker's maxConnections sizes: tunnels are counted here instead, and a
+   * new one over the limit is refused (503). A CAS loop, so two threads cannot both take
+   * the last slot. False when the upstream has maxConnections tunnels already.
+   */
+  openTunnel (): boolean {
+    const a = this.a
+    const limit = this.breaker.maxConnections
+    for (;;) {
+      const cur = Atomics.load(a, H_TUNNELS)
+      if (cur >= limit) return false
+      if (Atomics.compareExchange(a, H_TUNNELS, cur, cur + 1) === cur) return true
+    }
+  }
+
+  /** A tunnel taken by openTunnel() closed, or its handshake failed. */
+  closeTunnel (): void { Atomics.sub(this.a, H_TUNNELS, 1) }
 
   /** A reserved retry that was never sent (the client left during the backoff). */
   releaseRetry (): void { Atomics.sub(this.a, H_RETRIES, 1) }

@@ -1,6 +1,7 @@
 import { request as httpRequest } from 'node:http'
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
 import { request as httpsRequest } from 'node:https'
+import { isIP } from 'node:net'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { WebSocketConfig } from '../config-schema.js'
@@ -14,6 +15,8 @@ import { hasToken } from '../headers.js'
 import { acceptFor } from '../websocket-handshake.js'
 import { clientHeaders, queryPart, upstreamHeaders, upstreamPath } from './proxy.js'
 import type { ProxyRoute, Target } from './proxy.js'
+import { isCertificateError } from '../tls/upstream.js'
+import type { UpstreamConnectTls } from '../tls/upstream.js'
 
 /** The raw client connection of an upgrade request, and the bytes read after its head. */
 export interface UpgradeSocket { socket: Duplex, head: Buffer }
@@ -58,20 +61,33 @@ export class Tunnels {
  * Sec-WebSocket-Accept that matches the client's key, or the client gets a 502.
  */
 export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline, client: UpgradeSocket, limits: WebSocketConfig, tunnels: Tunnels, done: () => void): void {
-  // A tunnel is one long exchange: it takes a usable target (health, ejection) but is not
-  // retried nor counted against the breaker.
+  // A tunnel is one long exchange: it takes a usable target (health, ejection), is not
+  // retried, and holds one of the breaker's maxConnections for as long as it is open.
   const pick = route.balancer.pick(ctx, undefined)
   if (pick.index === -1) {
     ctx.gatewayReply(503, codes.GW_UPSTREAM_NO_HEALTHY.code, codes.GW_UPSTREAM_NO_HEALTHY.template, { 'retry-after': '1' })
     return
   }
   if (pick.trial) route.state.releaseTrial(pick.index)
+  const state = route.state
+  if (!state.openTunnel()) {
+    ctx.gatewayReply(503, codes.GW_UPSTREAM_OVERLOADED.code, 'the upstream has too many WebSocket connections open', { 'retry-after': '1' })
+    return
+  }
+  // Given back exactly once: when the handshake fails, or when the tunnel closes.
+  let held = true
+  const letGo = (): void => {
+    if (!held) return
+    held = false
+    state.closeTunnel()
+  }
   const target = route.targets[pick.index] as Target
   const res = ctx.res
   const started = performance.now()
   ctx.outcome.upstream = target.origin
   const headers = upstreamHeaders(ctx, target, route)
   if (headers === undefined) {
+    letGo()
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'more than one Authorization header')
     return
   }
@@ -80,7 +96,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   const path = target.basePath + upstreamPath(ctx, route) + queryPart(ctx.upstreamQuery)
 
   let settled = false
-  const upstream = send(target, path, headers)
+  const upstream = send(target, path, headers, route.tls)
   // Connect plus the upstream's answer to the handshake: the route's response-headers timeout.
   const timer = setTimeout(() => {
     if (settled) return
@@ -96,6 +112,10 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     ctx.outcome.upstreamMs = performance.now() - started
     return true
   }
+  // Every way out of the handshake but a tunnel gives the breaker's slot back (node:http
+  // emits 'close' on the request after an 'upgrade' too: by then `joined` is set).
+  let joined = false
+  upstream.once('close', () => { if (!joined) letGo() })
   // The client left before the upstream answered.
   res.once('close', () => {
     if (!settled) { settled = true; clearTimeout(timer); upstream.destroy() }
@@ -104,7 +124,8 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   upstream.on('error', (err: NodeJS.ErrnoException) => {
     if (!settle()) return
     ctx.log.warn({ err: { message: err.message, code: err.code }, upstream: target.origin }, 'upstream WebSocket handshake failed')
-    if (err.code?.startsWith('HPE_') === true) ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
+    if (isCertificateError(err.code ?? '')) ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
+    else if (err.code?.startsWith('HPE_') === true) ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
     else ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code, codes.GW_UPSTREAM_UNAVAILABLE.template)
   })
 
@@ -135,20 +156,31 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     if (!writeHead(ctx, pipeline, res, 101, out, true)) { usock.destroy(); return }
     // The 101 head is queued on the client socket before any tunnel byte.
     res.end()
-    join(client, usock, uhead, limits, tunnels, ctx)
+    joined = true
+    join(client, usock, uhead, limits, tunnels, ctx, letGo)
     done()
   })
   upstream.end()
 }
 
-function send (target: Target, path: string, headers: string[]): ClientRequest {
+function send (target: Target, path: string, headers: string[], tls: UpstreamConnectTls | undefined): ClientRequest {
   const u = new URL(target.origin)
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
-  const tls = u.protocol === 'https:'
-  const port = u.port === '' ? (tls ? 443 : 80) : Number(u.port)
+  const secure = u.protocol === 'https:'
+  const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port)
   const opts = { host, port, path, method: 'GET', headers, agent: false, setHost: false } as const
-  // Upstream TLS: certificates verified (Node's default CAs), SNI from the upstream's name.
-  return tls ? httpsRequest({ ...opts, servername: host }) : httpRequest(opts)
+  if (!secure) return httpRequest(opts)
+  // The same TLS settings as the route's HTTP pools (src/tls/upstream.ts): the block's CA or
+  // the system store, its servername or the target host as SNI (never an IP address: SNI
+  // carries names only; the certificate is then checked against the IP), verification on
+  // unless insecureSkipVerify.
+  const servername = tls?.servername ?? (isIP(host) === 0 ? host : undefined)
+  return httpsRequest({
+    ...opts,
+    ...(servername === undefined ? {} : { servername }),
+    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
+    rejectUnauthorized: tls?.rejectUnauthorized ?? true
+  })
 }
 
 /**
@@ -182,7 +214,7 @@ function writeHead (ctx: Context, pipeline: Pipeline, res: Context['res'], statu
  * A half-close (FIN) is passed on as one; a side that closes entirely gets the other one
  * ended, then cut after a grace period; a reset cuts both at once.
  */
-function join (client: UpgradeSocket, usock: Socket, uhead: Buffer, limits: WebSocketConfig, tunnels: Tunnels, ctx: Context): void {
+function join (client: UpgradeSocket, usock: Socket, uhead: Buffer, limits: WebSocketConfig, tunnels: Tunnels, ctx: Context, onClosed: () => void): void {
   const csock = client.socket
   csock.on('error', () => {})
   ;(csock as Socket).setNoDelay?.(true)
@@ -200,6 +232,7 @@ function join (client: UpgradeSocket, usock: Socket, uhead: Buffer, limits: WebS
     forget()
     csock.destroy()
     usock.destroy()
+    onClosed()
   }
   const forget = tunnels.add(cut)
   if (limits.idleTimeout > 0) {
