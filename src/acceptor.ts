@@ -213,7 +213,7 @@ export class Acceptor {
 
   #message (): GenerationMessage {
     const p = this.#prepared
-    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion, upstreams: this.#upstreams.sync(p.config), tls: p.tls }
+    return { number: this.#generation, config: p.workerConfig, configDir: p.dir, modules: p.modules, prepared: p.prepared, ipRegion: p.ipRegion, upstreams: this.#upstreams.sync(p.config, p.dir), tls: p.tls }
   }
 
   /**
@@ -377,7 +377,7 @@ export class Acceptor {
    */
   async publish (next: PreparedConfig, beforeCommit?: () => Promise<void>): Promise<number> {
     const number = this.#generation + 1
-    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion, upstreams: this.#upstreams.sync(next.config), tls: next.tls }
+    const msg: GenerationMessage = { number, config: next.workerConfig, configDir: next.dir, modules: next.modules, prepared: next.prepared, ipRegion: next.ipRegion, upstreams: this.#upstreams.sync(next.config, next.dir), tls: next.tls }
     const slots = this.#slots.filter((s) => s.ready)
     const building = this.#collect(slots, `built:${number}`, (s) => s.port?.postMessage({ type: 'prepare-generation', generation: msg }))
     // The workers build on their threads while this one compiles the IP table; a bad list is

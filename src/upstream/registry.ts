@@ -6,6 +6,8 @@ import type { HealthCheckSpec } from './spec.js'
 import { createSharedUpstream, H_FIELDS, T_FIELDS, T_HEALTHY } from './state.js'
 import type { SharedUpstream } from './state.js'
 import { readUpstreamStatus } from './status.js'
+import { upstreamConnectTls } from '../tls/upstream.js'
+import type { UpstreamConnectTls } from '../tls/upstream.js'
 import type { UpstreamStatus } from './status.js'
 
 /**
@@ -37,7 +39,7 @@ export class UpstreamRegistry {
    * Route name -> its upstream's shared state, for a generation message. Only adds: what the
    * running generation uses stays until retain() is called once the update is applied.
    */
-  sync (config: GatewayConfig): Record<string, SharedUpstream> {
+  sync (config: GatewayConfig, configDir: string): Record<string, SharedUpstream> {
     const out: Record<string, SharedUpstream> = {}
     for (const route of config.routes) {
       const spec = upstreamSpec(route.upstream)
@@ -46,13 +48,30 @@ export class UpstreamRegistry {
       if (e === undefined) {
         const shared = createSharedUpstream(spec.targets.length)
         const hc = spec.healthCheck
-        const prober = hc === undefined ? undefined : new Prober(spec.targets.map((t) => t.url), hc, shared, this.#log.child({ upstream: route.name }))
+        const log = this.#log.child({ upstream: route.name })
+        const prober = hc === undefined ? undefined : new Prober(spec.targets.map((t) => t.url), hc, shared, log, this.#probeTls(route, configDir, log))
         e = { shared, prober }
         this.#entries.set(key, e)
       }
       out[route.name] = e.shared
     }
     return out
+  }
+
+  /**
+   * Probes of https:// targets connect as the route's requests do (its CA, servername,
+   * verification): with the system store alone, a target behind a private CA would fail
+   * every probe and be taken out. The CA file was read when the config was checked; if it
+   * cannot be read now, probes verify against the system store (and fail: deny on doubt).
+   */
+  #probeTls (route: RouteConfig, configDir: string, log: Logger): UpstreamConnectTls | undefined {
+    const tls = typeof route.upstream === 'string' ? undefined : route.upstream.tls
+    try {
+      return upstreamConnectTls(tls, configDir)
+    } catch (err) {
+      log.error({ err: { message: (err as Error).message } }, 'upstream tls.ca unreadable for health checks; probes use the system CA store')
+      return tls === undefined ? undefined : { rejectUnauthorized: tls.insecureSkipVerify !== true, ...(tls.servername === undefined ? {} : { servername: tls.servername }) }
+    }
   }
 
   /** Stop probing upstreams `config` does not use (after an update was applied, or refused). */
@@ -111,12 +130,12 @@ class Prober {
   readonly #runs: number[]
   #stopped = false
 
-  constructor (urls: readonly string[], hc: HealthCheckSpec, shared: SharedUpstream, log: Logger) {
+  constructor (urls: readonly string[], hc: HealthCheckSpec, shared: SharedUpstream, log: Logger, tls: UpstreamConnectTls | undefined) {
     this.#urls = urls
     this.#hc = hc
     this.#a = new Int32Array(shared.sab)
     this.#log = log
-    this.#pools = urls.map((u) => new Pool(new URL(u).origin, { connections: 1, connect: { timeout: hc.timeout }, headersTimeout: hc.timeout, bodyTimeout: hc.timeout, keepAliveTimeout: Math.min(4000, hc.interval) }))
+    this.#pools = urls.map((u) => new Pool(new URL(u).origin, { connections: 1, connect: { timeout: hc.timeout, ...(new URL(u).protocol === 'https:' ? tls : undefined) }, headersTimeout: hc.timeout, bodyTimeout: hc.timeout, keepAliveTimeout: Math.min(4000, hc.interval) }))
     this.#runs = urls.map(() => 0)
     this.#timers = urls.map((_, i) => this.#schedule(i, 0))
   }
