@@ -91,7 +91,16 @@ class FakeControl implements GatewayControl {
         { slot: 1, alive: false, threadId: undefined, generation: undefined, inFlight: undefined }
       ],
       listen: { host: '127.0.0.1', port: 8080 },
-      upstreams: []
+      upstreams: [{
+        routes: ['orders', 'orders-v2'],
+        activeChecks: true,
+        inFlight: 0,
+        tunnels: 0,
+        targets: [
+          { url: 'http://127.0.0.1:3001', weight: 1, health: 'healthy', consecutiveFailures: 0, ejections: 0, inFlight: 0 },
+          { url: 'http://127.0.0.1:3002', weight: 1, health: 'ejected', ejectedUntil: '2026-01-01T00:00:30.000Z', consecutiveFailures: 0, ejections: 1, inFlight: 0 }
+        ]
+      }]
     }
   }
 }
@@ -659,7 +668,7 @@ t.test('CLI: tollgate status', async (t) => {
   const r = await start(t, withTokens)
   const ok = await cli(['status', '--admin', r.url, '--token', ALICE])
   t.equal(ok.code, 0, ok.stderr)
-  t.equal(ok.stdout, 'tollgate 0.1.0 on 127.0.0.1:8080\nconfig version 1, generation 1\nworkers 1/2 alive\nuptime 1h 2m 3s\n')
+  t.equal(ok.stdout, 'tollgate 0.1.0 on 127.0.0.1:8080\nconfig version 1, generation 1\nworkers 1/2 alive\nuptime 1h 2m 3s\nupstream orders,orders-v2: 1/2 targets healthy\n  http://127.0.0.1:3002 ejected until 2026-01-01T00:00:30.000Z\n')
   const env = await cli(['status', '--admin', r.url], { TOLLGATE_ADMIN_TOKEN: BOB })
   t.equal(env.code, 0, 'token from TOLLGATE_ADMIN_TOKEN')
 

@@ -1,6 +1,7 @@
 import { request } from 'undici'
 import { isHttpUrl } from '../ajv.js'
 import type { ChangeSummary, GatewayStatus, UpdateResult } from '../control/types.js'
+import type { UpstreamStatus } from '../upstream/status.js'
 import { codes, GatewayError } from '../errors.js'
 
 /** Where `tollgate reload` and `tollgate status` look for the admin API by default. */
@@ -102,8 +103,20 @@ export function formatStatus (s: GatewayStatus): string {
     `tollgate ${s.version} on ${s.listen.host}:${s.listen.port}`,
     `config version ${s.configVersion}, generation ${s.generation}`,
     `workers ${alive}/${s.workers.length} alive`,
-    `uptime ${formatUptime(s.uptimeS)}`
+    `uptime ${formatUptime(s.uptimeS)}`,
+    // A gateway older than upstream status sends none.
+    ...(s.upstreams ?? []).flatMap(formatUpstream)
   ].join('\n') + '\n'
+}
+
+/** `upstream a,b: 1/2 targets healthy`, then one indented line per target that is not. */
+function formatUpstream (u: UpstreamStatus): string[] {
+  const healthy = u.targets.filter((x) => x.health === 'healthy').length
+  const lines = [`upstream ${u.routes.join(',')}: ${healthy}/${u.targets.length} targets healthy`]
+  for (const x of u.targets) {
+    if (x.health !== 'healthy') lines.push(`  ${x.url} ${x.health}${x.ejectedUntil === undefined ? '' : ` until ${x.ejectedUntil}`}`)
+  }
+  return lines
 }
 
 /** One line for an applied update: version, generation, time, what changed. */
