@@ -121,6 +121,7 @@ t.test('in Chromium: the page asks for the token, then shows workers, generation
   t.equal(await page.textContent('#workers'), '2 / 2 serving')
   t.equal(await page.textContent('#generation'), '1')
   t.equal(await page.locator('#worker-table tbody tr').count(), 2, 'a row per worker')
+  t.same(await page.locator('#upstream-table tbody tr').first().locator('td').allTextContents(), ['api', up.url, '1', 'healthy', '0'], 'a row per upstream target, with its health')
   await page.waitForFunction(() => document.getElementById('metrics-state')?.textContent === 'metrics: live', undefined, { timeout: 30_000 })
   t.pass("the gateway's own /metrics is read (the page's parsing is checked on known values below)")
   t.match(await page.textContent('#blocked tbody'), /no address is blocked/)

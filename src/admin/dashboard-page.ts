@@ -24,6 +24,7 @@ header h1 { font-size: 1.2rem; margin: 0; }
 form { display: flex; gap: .5rem; align-items: center; padding: .5rem 1rem; flex-wrap: wrap; }
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(22rem, 1fr)); gap: 1rem; padding: 1rem; }
 section { border: 1px solid GrayText; border-radius: .4rem; padding: .5rem 1rem 1rem; }
+section.wide { grid-column: 1 / -1; }
 h2 { font-size: 1rem; margin: .5rem 0; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem; margin: 0; }
 dt { color: GrayText; }
@@ -152,6 +153,14 @@ const SCRIPT = String.raw`
     fillTable('worker-table', workers.map(function (w) {
       return [w.slot, w.alive ? 'serving' : 'down', w.generation === undefined ? '–' : w.generation, w.inFlight === undefined ? '–' : w.inFlight];
     }), 'no workers');
+    // One row per target of each upstream; a gateway without upstream status sends none.
+    var rows = [];
+    (Array.isArray(s.upstreams) ? s.upstreams : []).forEach(function (u) {
+      (u.targets || []).forEach(function (x) {
+        rows.push([(u.routes || []).join(', '), x.url, x.weight, x.health + (x.ejectedUntil ? ' until ' + new Date(x.ejectedUntil).toLocaleTimeString() : ''), x.inFlight]);
+      });
+    });
+    fillTable('upstream-table', rows, 'no upstreams');
   }
 
   function showMetrics (text, now) {
@@ -287,6 +296,10 @@ const BODY = String.raw`
     <h2>Blocked addresses</h2>
     <p id="blocks-summary" class="muted">–</p>
     <table id="blocked"><thead><tr><th>address</th><th>until</th><th>reason</th></tr></thead><tbody></tbody></table>
+  </section>
+  <section class="wide">
+    <h2>Upstream targets</h2>
+    <table id="upstream-table"><thead><tr><th>routes</th><th>target</th><th>weight</th><th>health</th><th>in flight</th></tr></thead><tbody></tbody></table>
   </section>
 </main>
 `
