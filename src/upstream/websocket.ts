@@ -96,7 +96,14 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   const path = target.basePath + upstreamPath(ctx, route) + queryPart(ctx.upstreamQuery)
 
   let settled = false
-  const upstream = send(target, path, headers, route.tls)
+  let upstream: ClientRequest
+  try {
+    upstream = send(target, path, headers, route.tls)
+  } catch (err) {
+    // node:http refuses some header values synchronously: the slot must not leak with it.
+    letGo()
+    throw err
+  }
   // Connect plus the upstream's answer to the handshake: the route's response-headers timeout.
   const timer = setTimeout(() => {
     if (settled) return
