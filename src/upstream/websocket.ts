@@ -1,7 +1,4 @@
-import { request as httpRequest } from 'node:http'
 import type { ClientRequest, IncomingMessage, OutgoingHttpHeaders } from 'node:http'
-import { request as httpsRequest } from 'node:https'
-import { isIP } from 'node:net'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { WebSocketConfig } from '../config-schema.js'
@@ -16,7 +13,7 @@ import { acceptFor } from '../websocket-handshake.js'
 import { clientHeaders, queryPart, upstreamHeaders, upstreamPath } from './proxy.js'
 import type { ProxyRoute, Target } from './proxy.js'
 import { isCertificateError } from '../tls/upstream.js'
-import type { UpstreamConnectTls } from '../tls/upstream.js'
+import { CONNECT_TIMEOUT, handshakeRequest } from './websocket-connect.js'
 
 /** The raw client connection of an upgrade request, and the bytes read after its head. */
 export interface UpgradeSocket { socket: Duplex, head: Buffer }
@@ -68,9 +65,21 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     ctx.gatewayReply(503, codes.GW_UPSTREAM_NO_HEALTHY.code, codes.GW_UPSTREAM_NO_HEALTHY.template, { 'retry-after': '1' })
     return
   }
-  if (pick.trial) route.state.releaseTrial(pick.index)
   const state = route.state
+  // Passive health, as for proxied requests: a handshake that fails (connect, TLS, timeout,
+  // a 5xx) counts towards ejection, any other answer ends the run of failures; a handshake
+  // to a half-open target is its trial. Once per handshake; 'none' when the client left.
+  let judged = false
+  const verdict = (v: 'ok' | 'fail' | 'none'): void => {
+    if (judged) return
+    judged = true
+    if (v === 'ok') state.success(pick.index, pick.trial)
+    else if (v === 'fail') {
+      if (state.failure(pick.index, pick.trial)) ctx.log.warn({ upstream: route.targets[pick.index]?.url, ejectedFor: state.passive.baseEjectionTime }, 'upstream target ejected after consecutive failures')
+    } else if (pick.trial) state.releaseTrial(pick.index)
+  }
   if (!state.openTunnel()) {
+    verdict('none')
     ctx.gatewayReply(503, codes.GW_UPSTREAM_OVERLOADED.code, 'the upstream has too many WebSocket connections open', { 'retry-after': '1' })
     return
   }
@@ -88,6 +97,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   const headers = upstreamHeaders(ctx, target, route)
   if (headers === undefined) {
     letGo()
+    verdict('none')
     ctx.gatewayReply(400, codes.GW_BAD_REQUEST.code, 'more than one Authorization header')
     return
   }
@@ -98,17 +108,20 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   let settled = false
   let upstream: ClientRequest
   try {
-    upstream = send(target, path, headers, route.tls)
+    upstream = handshakeRequest(target, path, headers, route.tls, route.connectTimeout)
   } catch (err) {
     // node:http refuses some header values synchronously: the slot must not leak with it.
     letGo()
+    verdict('none')
     throw err
   }
-  // Connect plus the upstream's answer to the handshake: the route's response-headers timeout.
+  // Connect plus the upstream's answer to the handshake: the route's response-headers timeout
+  // (the connect alone has the route's connect timeout, in send()).
   const timer = setTimeout(() => {
     if (settled) return
     settled = true
     upstream.destroy()
+    verdict('fail')
     ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
   }, route.headersTimeout)
   timer.unref()
@@ -125,13 +138,15 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   upstream.once('close', () => { if (!joined) letGo() })
   // The client left before the upstream answered.
   res.once('close', () => {
-    if (!settled) { settled = true; clearTimeout(timer); upstream.destroy() }
+    if (!settled) { settled = true; clearTimeout(timer); upstream.destroy(); verdict('none') }
   })
 
   upstream.on('error', (err: NodeJS.ErrnoException) => {
     if (!settle()) return
     ctx.log.warn({ err: { message: err.message, code: err.code }, upstream: target.origin }, 'upstream WebSocket handshake failed')
-    if (isCertificateError(err.code ?? '')) ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
+    verdict('fail')
+    if (err.code === CONNECT_TIMEOUT) ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
+    else if (isCertificateError(err.code ?? '')) ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
     else if (err.code?.startsWith('HPE_') === true) ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
     else ctx.gatewayReply(502, codes.GW_UPSTREAM_UNAVAILABLE.code, codes.GW_UPSTREAM_UNAVAILABLE.template)
   })
@@ -139,6 +154,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
   // The upstream did not upgrade: its answer goes to the client, and the connection ends.
   upstream.on('response', (ures: IncomingMessage) => {
     if (!settle()) { ures.destroy(); return }
+    verdict((ures.statusCode ?? 502) >= 500 ? 'fail' : 'ok')
     closeAfter(res)
     const out = clientHeaders(ures.headers)
     if (!writeHead(ctx, pipeline, res, ures.statusCode ?? 502, out)) { ures.destroy(); return }
@@ -152,10 +168,12 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     if (!settle()) { usock.destroy(); return }
     if (!hasToken(ures.headers.upgrade, 'websocket') || ures.headers['sec-websocket-accept'] !== acceptFor(key)) {
       usock.destroy()
+      verdict('fail')
       ctx.log.warn({ upstream: target.origin }, 'upstream answered the WebSocket handshake with a wrong Upgrade or Sec-WebSocket-Accept')
       ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
       return
     }
+    verdict('ok')
     const out = clientHeaders(ures.headers)
     out.upgrade = 'websocket'
     out.connection = 'Upgrade'
@@ -168,26 +186,6 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     done()
   })
   upstream.end()
-}
-
-function send (target: Target, path: string, headers: string[], tls: UpstreamConnectTls | undefined): ClientRequest {
-  const u = new URL(target.origin)
-  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname
-  const secure = u.protocol === 'https:'
-  const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port)
-  const opts = { host, port, path, method: 'GET', headers, agent: false, setHost: false } as const
-  if (!secure) return httpRequest(opts)
-  // The same TLS settings as the route's HTTP pools (src/tls/upstream.ts): the block's CA or
-  // the system store, its servername or the target host as SNI (never an IP address: SNI
-  // carries names only; the certificate is then checked against the IP), verification on
-  // unless insecureSkipVerify.
-  const servername = tls?.servername ?? (isIP(host) === 0 ? host : undefined)
-  return httpsRequest({
-    ...opts,
-    ...(servername === undefined ? {} : { servername }),
-    ...(tls?.ca === undefined ? {} : { ca: tls.ca }),
-    rejectUnauthorized: tls?.rejectUnauthorized ?? true
-  })
 }
 
 /**
