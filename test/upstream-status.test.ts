@@ -77,7 +77,7 @@ t.test('/status: requests in flight are counted per target and per upstream', as
   for (let i = 0; i < 100 && held.length < 2; i++) await sleep(50)
   t.equal(held.length, 2, 'both requests reached the upstream')
   const s = (await adminStatus(gw)).upstreams[0]
-  t.equal(s?.inFlight, 2, 'two requests in flight to the upstream (every worker's counted)')
+  t.equal(s?.inFlight, 2, 'two requests in flight to the upstream (counted across workers)')
   t.equal(s?.targets[0]?.inFlight, 2, 'and to its target')
   for (const h of held.splice(0)) h()
   for (const p of pending) await (await p).text()
