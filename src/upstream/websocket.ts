@@ -121,6 +121,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     if (settled) return
     settled = true
     upstream.destroy()
+    letGo()
     verdict('fail')
     ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
   }, route.headersTimeout)
@@ -132,18 +133,21 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     ctx.outcome.upstreamMs = performance.now() - started
     return true
   }
-  // Every way out of the handshake but a tunnel gives the breaker's slot back (node:http
-  // emits 'close' on the request after an 'upgrade' too: by then `joined` is set).
+  // Every way out of the handshake but a tunnel gives the breaker's slot back: at once where
+  // the connection is gone, and here at the latest (a refusal's body is still being relayed;
+  // node:http emits 'close' on the request after an 'upgrade' too: by then `joined` is set).
   let joined = false
   upstream.once('close', () => { if (!joined) letGo() })
   // The client left before the upstream answered.
   res.once('close', () => {
-    if (!settled) { settled = true; clearTimeout(timer); upstream.destroy(); verdict('none') }
+    if (!settled) { settled = true; clearTimeout(timer); upstream.destroy(); letGo(); verdict('none') }
   })
 
   upstream.on('error', (err: NodeJS.ErrnoException) => {
     if (!settle()) return
     ctx.log.warn({ err: { message: err.message, code: err.code }, upstream: target.origin }, 'upstream WebSocket handshake failed')
+    // The connection is gone: its slot is free before the client hears of it.
+    letGo()
     verdict('fail')
     if (err.code === CONNECT_TIMEOUT) ctx.gatewayReply(504, codes.GW_UPSTREAM_TIMEOUT.code, codes.GW_UPSTREAM_TIMEOUT.template)
     else if (isCertificateError(err.code ?? '')) ctx.gatewayReply(502, codes.GW_UPSTREAM_TLS.code, codes.GW_UPSTREAM_TLS.template)
@@ -168,6 +172,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     if (!settle()) { usock.destroy(); return }
     if (!hasToken(ures.headers.upgrade, 'websocket') || ures.headers['sec-websocket-accept'] !== acceptFor(key)) {
       usock.destroy()
+      letGo()
       verdict('fail')
       ctx.log.warn({ upstream: target.origin }, 'upstream answered the WebSocket handshake with a wrong Upgrade or Sec-WebSocket-Accept')
       ctx.gatewayReply(502, codes.GW_UPSTREAM_BAD_RESPONSE.code, codes.GW_UPSTREAM_BAD_RESPONSE.template)
@@ -178,7 +183,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     out.upgrade = 'websocket'
     out.connection = 'Upgrade'
     handOver(res)
-    if (!writeHead(ctx, pipeline, res, 101, out, true)) { usock.destroy(); return }
+    if (!writeHead(ctx, pipeline, res, 101, out, true)) { usock.destroy(); letGo(); return }
     // The 101 head is queued on the client socket before any tunnel byte.
     res.end()
     joined = true
