@@ -3,7 +3,7 @@
 // listener whose accept queue is full (helpers/full-backlog.ts): the kernel drops the SYNs.
 import t from 'tap'
 import { request } from 'undici'
-import { startGateway } from './helpers/gateway.js'
+import { startGateway, startUpstream } from './helpers/gateway.js'
 import { startFullBacklog } from './helpers/full-backlog.js'
 import { targetStatus } from './helpers/status.js'
 
@@ -57,4 +57,31 @@ t.test('a connect that never completes: 504 after timeouts.connect; two in a row
   t.equal(r.statusCode, 503, 'no target left: 503')
   t.equal((await r.body.json() as { code: string }).code, 'GW_UPSTREAM_NO_HEALTHY')
   t.ok(r.headers['retry-after'] !== undefined, 'with Retry-After')
+})
+
+t.test('a connect timeout never reached the upstream: even a POST is retried on another target', async (t) => {
+  const hung = await startFullBacklog(t)
+  const well = await startUpstream(t)
+  const gw = await startGateway(t, {
+    config: {
+      workers: 1,
+      logLevel: 'warn',
+      admin: { port: 0 },
+      timeouts: { connect: '60s' },
+      routes: [{
+        name: 'pair',
+        match: { path: '/' },
+        // Round-robin from the first target: the first request goes to the hung one.
+        upstream: { targets: [hung.url, well.url], retries: { attempts: 1 } },
+        timeouts: { connect: '700ms', headers: '60s' }
+      }]
+    }
+  })
+  const r = await request(`${gw.url}/order`, { method: 'POST', body: 'one order', headers: { 'content-type': 'text/plain' }, headersTimeout: 30_000 })
+  t.equal(r.statusCode, 200, 'answered by the other target')
+  const seen = await r.body.json() as { method: string, length: number }
+  t.same({ method: seen.method, length: seen.length }, { method: 'POST', length: 9 }, 'the POST and its body arrived')
+  t.equal(well.seen.length, 1, 'exactly once')
+  const st = await targetStatus(gw, 'pair', hung.url)
+  t.equal(st?.consecutiveFailures, 1, 'the hung target has one connect failure counted')
 })
