@@ -116,7 +116,7 @@ export function openTunnel (ctx: Context, route: ProxyRoute, pipeline: Pipeline,
     throw err
   }
   // Connect plus the upstream's answer to the handshake: the route's response-headers timeout
-  // (the connect alone has the route's connect timeout, in send()).
+  // (the connect alone has the route's connect timeout: websocket-connect.ts).
   const timer = setTimeout(() => {
     if (settled) return
     settled = true
