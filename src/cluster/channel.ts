@@ -17,6 +17,7 @@ export type ClusterMessage =
   | { type: 'stats', counts: Record<string, number> }
   | { type: 'block-publish', ip: string, until: number }
   | { type: 'block', ip: string, until: number }
+  | { type: 'unblock', ip: string }
 
 /** A channel that does not keep the thread alive. */
 export function openChannel (onMessage?: (m: ClusterMessage) => void): BroadcastChannel {

@@ -114,9 +114,15 @@ export class ClusterNode {
       return
     }
     if (channel === this.#names.blocksChannel) {
-      let m: { ip?: unknown, until?: unknown, origin?: unknown }
+      let m: { ip?: unknown, until?: unknown, origin?: unknown, lift?: unknown }
       try { m = JSON.parse(message) as typeof m } catch { return }
-      if (typeof m.ip !== 'string' || typeof m.until !== 'number') return
+      if (typeof m.ip !== 'string') return
+      if (m.lift === true) {
+        if (m.origin !== this.instanceId) countCluster('unblocksReceived')
+        this.#channel.postMessage({ type: 'unblock', ip: m.ip })
+        return
+      }
+      if (typeof m.until !== 'number') return
       if (m.origin !== this.instanceId) countCluster('blocksReceived')
       this.#channel.postMessage({ type: 'block', ip: m.ip, until: m.until })
     }
@@ -139,6 +145,27 @@ export class ClusterNode {
       // Still this instance's threads.
       this.#channel.postMessage({ type: 'block', ip, until })
     }
+  }
+
+  /**
+   * Lift a block fleet-wide (the admin API's DELETE /blocks/:ip): remove the stored entry so
+   * that no (re)connect replays it, and announce the lift so every instance takes the
+   * address out of its table (this one too, through its own subscription). Both in one
+   * MULTI: an entry is never gone from the set without the lift being announced. Resolves
+   * with whether Redis had the entry; rejects when Redis cannot be reached (nothing done).
+   */
+  async unblock (ip: string, asWritten = ip): Promise<boolean> {
+    if (this.#redis.status !== 'ready') throw new Error(`Redis is ${this.#redis.status}`)
+    const r = await this.#redis.multi()
+      // The canonical form, and the text as the admin wrote it (an entry stored by another
+      // version may have another spelling of the address).
+      .zrem(this.#names.blocks, ip, asWritten)
+      .publish(this.#names.blocksChannel, JSON.stringify({ ip, lift: true, origin: this.instanceId }))
+      .exec()
+    const failed = r?.find(([err]) => err !== null)?.[0]
+    if (r === null || failed != null) throw failed ?? new Error('the lift was not applied by Redis')
+    countCluster('unblocksPublished')
+    return Number(r[0]?.[1]) > 0
   }
 
   /** On (re)connect: the blocks still in force, to every thread. */
