@@ -11,7 +11,7 @@ import { threadId } from 'node:worker_threads'
 /** Redis down: one log line per this many ms, with a count of what was not logged. */
 const LOG_EVERY_MS = 10_000
 
-type LimitCommand = (numKeys: number, ...args: Array<string | number>) => Promise<number[]>
+type LimitCommand = (...keysThenArgv: Array<string | number>) => Promise<number[]>
 
 /**
  * A worker thread's side of cluster mode, one per thread (per cluster config).
@@ -32,7 +32,8 @@ export class WorkerLink {
   readonly cfg: ClusterConfig
   readonly #log: Logger
   #redis: RedisClient | undefined
-  #limit: LimitCommand | undefined
+  /** STRICT_LIMIT defined once per key count (see #limitFor), by key count. */
+  readonly #limits: Array<LimitCommand | undefined> = []
   #down = false
   #everReady = false
   #lastLog = 0
@@ -50,10 +51,9 @@ export class WorkerLink {
   }
 
   /** strict: connect on first use (not in a dry run, which never decides anything). */
-  #connect (): LimitCommand {
-    if (this.#limit !== undefined) return this.#limit
+  #connect (): RedisClient {
+    if (this.#redis !== undefined) return this.#redis
     const redis = connectRedis(this.cfg, { failFast: true, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
-    redis.defineCommand('tollgateLimit', { lua: STRICT_LIMIT })
     redis.on('error', (err: Error) => this.#unavailable(err))
     redis.on('ready', () => {
       this.#everReady = true
@@ -62,8 +62,25 @@ export class WorkerLink {
       this.#suppressed = 0
     })
     this.#redis = redis
-    this.#limit = (redis as unknown as { tollgateLimit: LimitCommand }).tollgateLimit.bind(redis)
-    return this.#limit
+    return redis
+  }
+
+  /**
+   * The script as a command of a fixed key count (a request has one key per limit, 1 to 8).
+   * Fixed rather than passed per call: ioredis's auto-pipelining on Redis Cluster groups
+   * commands by the slot of their first argument, which must then be the first key, not the
+   * key count (with the count first, commands for different masters went into one pipeline
+   * and Redis Cluster refused it).
+   */
+  #limitFor (redis: RedisClient, n: number): LimitCommand {
+    let cmd = this.#limits[n]
+    if (cmd === undefined) {
+      const name = `tollgateLimit${n}`
+      redis.defineCommand(name, { lua: STRICT_LIMIT, numberOfKeys: n })
+      cmd = (redis as unknown as Record<string, LimitCommand>)[name]?.bind(redis) as LimitCommand
+      this.#limits[n] = cmd
+    }
+    return cmd
   }
 
   #unavailable (err: Error | undefined): void {
@@ -83,8 +100,8 @@ export class WorkerLink {
    * Redis did not answer within cluster.timeout or is not connected (never waits for it).
    */
   strict (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> | undefined {
-    const limit = this.#connect()
-    const redis = this.#redis as RedisClient
+    const redis = this.#connect()
+    const limit = this.#limitFor(redis, keys.length)
     if (redis.status !== 'ready') {
       // The first connection of this thread is still being made (a gateway just started):
       // wait for it, within the timeout, rather than call Redis down.
@@ -113,7 +130,7 @@ export class WorkerLink {
   }
 
   #call (limit: LimitCommand, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
-    return limit(keys.length, ...keys, ...argv).then((r) => {
+    return limit(...keys, ...argv).then((r) => {
       countCluster('strictDecisions')
       return r
     }, (err: Error) => {
