@@ -2,13 +2,16 @@
 // (cluster-enabled, joined with `redis-cli --cluster create`). Strict mode's script touches
 // several keys at once (one per limit); they share the client as hash tag, so each request's
 // script runs whole on one master, and the counts are exact while clients spread over the
-// masters. The fleet-wide auto-block and its lift work through the cluster too.
+// masters. The fleet-wide auto-block and its lift, and a pushed policy, work through the
+// cluster too.
 import { execFile } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { request } from 'undici'
-import { deadPort, startUpstream } from '../helpers/gateway.js'
+import { deadPort, runCli, startUpstream } from '../helpers/gateway.js'
 import { clusterReady, eventually, get, NO_PERSISTENCE, spread, startInDir, startRedisProcess, tempDir } from './redis.js'
 
 t.setTimeout(600_000)
@@ -73,4 +76,15 @@ t.test('strict mode and the block list on a 3-master Redis Cluster', async (t) =
   await res.body.dump()
   await eventually(async () => (await get(a.url + '/open/ok')).status === 200, 10_000, 'A serves the client again')
   t.pass('and lifted on A')
+
+  // A policy pushed to A (tollgate push) is stored as a fleet version and goes live on B.
+  const v2 = JSON.parse(readFileSync(a.file, 'utf8')) as Record<string, unknown>
+  v2.routes = [...(v2.routes as unknown[]), { name: 'v2', match: { path: '/v2' }, upstream: up.url }]
+  const pushFile = join(a.dir, 'push.json')
+  writeFileSync(pushFile, JSON.stringify(v2))
+  t.equal((await get(b.url + '/v2')).status, 404, 'no /v2 on B yet')
+  const pushed = await runCli(['push', pushFile, '--admin', a.admin as string], { timeoutMs: 60_000 })
+  t.equal(pushed.code, 0, `tollgate push exits 0 (${pushed.stderr})`)
+  await eventually(async () => (await get(b.url + '/v2')).status === 200, 30_000, '/v2 on B')
+  t.pass('a policy pushed to A is live on B, through the cluster')
 })
