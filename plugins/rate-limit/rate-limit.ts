@@ -133,8 +133,11 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
     }
   }
   const fast = link
+  // fast: one admit counter per limit, made here once (worker-link.ts recorder()).
+  const recorders = fast === undefined ? undefined : limits.map((l) => fast.recorder(l.policyId, l.rule.algorithm, l.rule.limit, l.rule.windowMs, l.rule.algorithm === 'gcra' ? l.rule.burst : undefined))
 
   return {
+    ...(recorders === undefined ? {} : { close () { for (const r of recorders) r.close() } }),
     onRequest (ctx: RequestContext) {
       // fast: Redis down and fail closed; with allow, the local counters go on deciding.
       if (fast !== undefined && !fast.fastUp && fast.cfg.onRedisDown === 'deny') return redisDownReply(ctx, 'deny')
@@ -153,12 +156,7 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
         }
         if (tightest === undefined || r.remaining < tightest.result.remaining) tightest = l
       }
-      if (fast !== undefined) {
-        for (let i = 0; i < limits.length; i++) {
-          const l = limits[i] as Limit
-          fast.record(l.policyId, l.rule.algorithm, l.rule.limit, l.rule.windowMs, l.rule.algorithm === 'gcra' ? l.rule.burst : undefined, key)
-        }
-      }
+      if (recorders !== undefined) for (let i = 0; i < recorders.length; i++) (recorders[i] as (typeof recorders)[number]).record(key)
       if (sendHeaders && tightest !== undefined) setHeaders(ctx, tightest, tightest.result)
     }
   }

@@ -11,6 +11,16 @@ import { threadId } from 'node:worker_threads'
 /** Redis down: one log line per this many ms, with a count of what was not logged. */
 const LOG_EVERY_MS = 10_000
 
+/** fast mode: one limit's local admits since the last flush, by client key. */
+interface Recorder {
+  policyId: string
+  algorithm: string
+  limit: number
+  windowMs: number
+  burst: number | undefined
+  counts: Map<string, number>
+}
+
 type LimitCommand = (...keysThenArgv: Array<string | number>) => Promise<number[]>
 
 /**
@@ -40,7 +50,7 @@ export class WorkerLink {
   #suppressed = 0
   /** fast mode: Redis as the acceptor last reported it (optimistic until it says). */
   #fastUp = true
-  #deltas = new Map<string, DeltaItem>()
+  #recorders: Recorder[] = []
   #flushTimer: ReturnType<typeof setInterval> | undefined
   #channel: ReturnType<typeof openChannel>
 
@@ -143,20 +153,39 @@ export class WorkerLink {
   /** fast mode: whether Redis is up, as the acceptor's sync sees it. */
   get fastUp (): boolean { return this.#fastUp }
 
-  /** fast mode: count one local admit for the next sync. */
-  record (policyId: string, algorithm: string, limit: number, windowMs: number, burst: number | undefined, key: string): void {
-    const id = policyId + '\u0000' + key
-    const d = this.#deltas.get(id)
-    if (d !== undefined) d[6]++
-    else this.#deltas.set(id, [policyId, algorithm, limit, windowMs, burst, key, 1])
-    this.#flushTimer ??= setInterval(() => this.#flush(), Math.max(5, Math.floor(this.cfg.syncInterval / 2))).unref()
+  /**
+   * fast mode: the counter of one limit's local admits, made once per limit at create time.
+   * The returned function is on the request path: one Map update keyed by the client key as
+   * it is (no per-request key string built from the policy id, no array); the policy's
+   * fields are attached at the flush, once per client and round.
+   */
+  recorder (policyId: string, algorithm: string, limit: number, windowMs: number, burst: number | undefined): { record: (key: string) => void, close: () => void } {
+    const r: Recorder = { policyId, algorithm, limit, windowMs, burst, counts: new Map() }
+    this.#recorders.push(r)
+    const counts = r.counts
+    return {
+      record: (key) => {
+        counts.set(key, (counts.get(key) ?? 0) + 1)
+        this.#flushTimer ??= setInterval(() => this.#flush(), Math.max(5, Math.floor(this.cfg.syncInterval / 2))).unref()
+      },
+      // The plugin instance is gone (a new generation): its admits so far are sent, then
+      // it is forgotten.
+      close: () => {
+        this.#flush()
+        this.#recorders = this.#recorders.filter((x) => x !== r)
+      }
+    }
   }
 
   #flush (): void {
-    if (this.#deltas.size === 0) return
-    const items = [...this.#deltas.values()]
-    this.#deltas = new Map()
-    this.#channel.postMessage({ type: 'deltas', items })
+    let items: DeltaItem[] | undefined
+    for (const r of this.#recorders) {
+      if (r.counts.size === 0) continue
+      items ??= []
+      for (const [key, n] of r.counts) items.push([r.policyId, r.algorithm, r.limit, r.windowMs, r.burst, key, n])
+      r.counts.clear()
+    }
+    if (items !== undefined) this.#channel.postMessage({ type: 'deltas', items })
   }
 
   close (): void {
