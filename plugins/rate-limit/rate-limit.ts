@@ -89,7 +89,7 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
   // nothing, so it never connects.
   const cluster = (api.gateway as { cluster?: ClusterConfig }).cluster
   // Loaded only in cluster mode: a single instance never loads the Redis client.
-  const link = cluster !== undefined && api.mode === 'worker' ? (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
+  const link = cluster !== undefined && api.mode === 'worker' ? await (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
 
   const reject = (ctx: RequestContext, l: Limit, r: RateLimitResult): void => {
     const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000))

@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { Control } from '../control/gateway-control.js'
 import type { HotPath } from '../shared-memory.js'
-import { openChannel } from './channel.js'
+import { DELTAS_CHANNEL_NAME, openChannel } from './channel.js'
 import type { ClusterMessage } from './channel.js'
 import type { ClusterConfig } from './config.js'
 import { FastSync } from './fast-sync.js'
@@ -36,6 +36,7 @@ export class ClusterNode {
   readonly #sub: RedisClient
   readonly #names: ReturnType<typeof names>
   readonly #channel: ReturnType<typeof openChannel>
+  readonly #deltaChannel: ReturnType<typeof openChannel> | undefined
   readonly #fast: FastSync | undefined
   readonly #stateTimer: ReturnType<typeof setInterval>
   #policy: PolicySync | undefined
@@ -63,6 +64,7 @@ export class ClusterNode {
     this.#fast = cfg.mode === 'fast'
       ? new FastSync(cfg, this.instanceId, this.#redis, opts.hotPath, this.#log, (ok, err) => { if (ok) this.#ready(); else this.#down(err) })
       : undefined
+    this.#deltaChannel = this.#fast === undefined ? undefined : openChannel((m) => { if (m.type === 'deltas') this.#fast?.add(m.items) }, DELTAS_CHANNEL_NAME)
     this.#stateTimer = setInterval(() => this.#channel.postMessage({ type: 'redis', up: this.#up }), STATE_EVERY_MS)
     this.#stateTimer.unref()
     setClusterGauges({ enabled: true, instanceId: this.instanceId, mode: cfg.mode, redisUp: 0 })
@@ -129,8 +131,7 @@ export class ClusterNode {
   }
 
   #onThreadMessage (m: ClusterMessage): void {
-    if (m.type === 'deltas') this.#fast?.add(m.items)
-    else if (m.type === 'stats') addWorkerCounts(m.counts)
+    if (m.type === 'stats') addWorkerCounts(m.counts)
     else if (m.type === 'block-publish') void this.#publishBlock(m.ip, m.until)
   }
 
@@ -182,6 +183,7 @@ export class ClusterNode {
     this.#fast?.close()
     if (this.#fast !== undefined) await this.#fast.round().catch(() => {})
     this.#channel.close()
+    this.#deltaChannel?.close()
     closeRedis(this.#sub)
     closeRedis(this.#redis)
   }

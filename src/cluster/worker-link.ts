@@ -1,8 +1,7 @@
 import type { Logger } from 'pino'
 import type { ClusterConfig } from './config.js'
-import { openChannel } from './channel.js'
+import { DELTAS_CHANNEL_NAME, openChannel } from './channel.js'
 import type { DeltaItem } from './channel.js'
-import { closeRedis, connectRedis } from './redis.js'
 import type { RedisClient } from './redis.js'
 import { STRICT_LIMIT } from './scripts.js'
 import { countCluster } from './stats.js'
@@ -53,6 +52,7 @@ export class WorkerLink {
   #recorders: Recorder[] = []
   #flushTimer: ReturnType<typeof setInterval> | undefined
   #channel: ReturnType<typeof openChannel>
+  #deltaChannel: ReturnType<typeof openChannel> | undefined
 
   constructor (cfg: ClusterConfig, log: Logger) {
     this.cfg = cfg
@@ -63,7 +63,8 @@ export class WorkerLink {
   /** strict: connect on first use (not in a dry run, which never decides anything). */
   #connect (): RedisClient {
     if (this.#redis !== undefined) return this.#redis
-    const redis = connectRedis(this.cfg, { failFast: true, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
+    // Loaded by workerLink() before a strict link is made (see there).
+    const redis = (redisModule as RedisModule).connectRedis(this.cfg, { failFast: true, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
     redis.on('error', (err: Error) => this.#unavailable(err))
     redis.on('ready', () => {
       this.#everReady = true
@@ -185,21 +186,32 @@ export class WorkerLink {
       for (const [key, n] of r.counts) items.push([r.policyId, r.algorithm, r.limit, r.windowMs, r.burst, key, n])
       r.counts.clear()
     }
-    if (items !== undefined) this.#channel.postMessage({ type: 'deltas', items })
+    if (items === undefined) return
+    this.#deltaChannel ??= openChannel(undefined, DELTAS_CHANNEL_NAME)
+    this.#deltaChannel.postMessage({ type: 'deltas', items })
   }
 
   close (): void {
     this.#flush()
     if (this.#flushTimer !== undefined) clearInterval(this.#flushTimer)
     this.#channel.close()
-    if (this.#redis !== undefined) closeRedis(this.#redis)
+    this.#deltaChannel?.close()
+    if (this.#redis !== undefined) redisModule?.closeRedis(this.#redis)
   }
 }
 
 const links = new Map<string, WorkerLink>()
 
+type RedisModule = typeof import('./redis.js')
+/**
+ * The Redis client, loaded only by a thread that makes strict decisions: a fast-mode worker
+ * never talks to Redis (its acceptor does), so it never loads ioredis (its code and heap).
+ */
+let redisModule: RedisModule | undefined
+
 /** This thread's link for a cluster config (made once; a changed config gets a new one). */
-export function workerLink (cfg: ClusterConfig, log: Logger): WorkerLink {
+export async function workerLink (cfg: ClusterConfig, log: Logger): Promise<WorkerLink> {
+  if (cfg.mode === 'strict') redisModule ??= await import('./redis.js')
   const id = JSON.stringify(cfg)
   let l = links.get(id)
   if (l === undefined) {
