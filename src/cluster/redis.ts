@@ -12,6 +12,8 @@ export interface ConnectOptions {
   /** A subscriber connection: no command timeout (it waits for messages). */
   subscriber?: boolean
   connectionName?: string
+  /** ioredis auto-pipelining (default: on for request-path connections; see worker-link.ts). */
+  autoPipelining?: boolean
 }
 
 /**
@@ -43,7 +45,7 @@ export function connectRedis (cfg: ClusterConfig, opts: ConnectOptions): RedisCl
     retryStrategy: retry,
     autoResubscribe: true,
     // Commands issued in the same tick go out in one write: many requests, one syscall.
-    enableAutoPipelining: opts.failFast && opts.subscriber !== true,
+    enableAutoPipelining: opts.autoPipelining ?? (opts.failFast && opts.subscriber !== true),
     lazyConnect: false
   }
   if (target.kind === 'cluster') {

@@ -3,7 +3,8 @@ import type { ClusterConfig } from './config.js'
 import { DELTAS_CHANNEL_NAME, openChannel } from './channel.js'
 import type { DeltaItem } from './channel.js'
 import type { RedisClient } from './redis.js'
-import { STRICT_LIMIT } from './scripts.js'
+import { parseRedisUrl } from './redis-url.js'
+import { STRICT_LIMIT, STRICT_LIMIT_BATCH } from './scripts.js'
 import { countCluster } from './stats.js'
 import { threadId } from 'node:worker_threads'
 
@@ -21,6 +22,17 @@ interface Recorder {
 }
 
 type LimitCommand = (...keysThenArgv: Array<string | number>) => Promise<number[]>
+type BatchCommand = (numKeys: number, keysThenArgv: Array<string | number>) => Promise<number[][]>
+
+/** Decisions sent in one batch at most (a busier turn of the loop sends several batches). */
+const MAX_BATCH = 256
+
+/** A strict decision waiting for the end of this turn of the event loop. */
+interface Queued {
+  keys: string[]
+  argv: ReadonlyArray<string | number>
+  resolve: (r: number[] | undefined) => void
+}
 
 /**
  * A worker thread's side of cluster mode, one per thread (per cluster config).
@@ -29,8 +41,9 @@ type LimitCommand = (...keysThenArgv: Array<string | number>) => Promise<number[
  * process with message passing: a strict decision is on the request path, and a hop to the
  * acceptor and back would add two thread hand-offs to every request and make the acceptor's
  * event loop a bottleneck for every worker; a connection per thread costs Redis a client
- * per worker (instances x workers in all), which it handles by the thousand. ioredis
- * pipelines the commands of one tick into one write.
+ * per worker (instances x workers in all), which it handles by the thousand. The decisions
+ * of one turn of the event loop go out as one script run (#enqueue); on Redis Cluster, one
+ * command each, auto-pipelined per master.
  *
  * fast: the thread's admits, batched and sent to the acceptor every syncInterval; the
  * acceptor syncs them with Redis once for the whole process (the local counters are shared
@@ -43,6 +56,11 @@ export class WorkerLink {
   #redis: RedisClient | undefined
   /** STRICT_LIMIT defined once per key count (see #limitFor), by key count. */
   readonly #limits: Array<LimitCommand | undefined> = []
+  /** strict on one Redis server (not Redis Cluster): decisions batched per loop turn (#enqueue). */
+  readonly #batching: boolean
+  #batch: BatchCommand | undefined
+  #queue: Queued[] = []
+  #scheduled = false
   #down = false
   #everReady = false
   #lastLog = 0
@@ -58,13 +76,22 @@ export class WorkerLink {
     this.cfg = cfg
     this.#log = log
     this.#channel = openChannel((m) => { if (m.type === 'redis') this.#fastUp = m.up })
+    this.#batching = parseRedisUrl(cfg.redis).kind !== 'cluster'
   }
 
   /** strict: connect on first use (not in a dry run, which never decides anything). */
   #connect (): RedisClient {
     if (this.#redis !== undefined) return this.#redis
     // Loaded by workerLink() before a strict link is made (see there).
-    const redis = (redisModule as RedisModule).connectRedis(this.cfg, { failFast: true, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
+    // Batching: our own batches replace ioredis's auto-pipelining, which keeps one pipeline
+    // in flight per connection, so a decision made while one is out waited a whole round
+    // trip before it was even sent. Ours are sent at once, several in flight if need be
+    // (Redis answers in order).
+    const redis = (redisModule as RedisModule).connectRedis(this.cfg, { failFast: true, autoPipelining: !this.#batching, connectionName: `tollgate:${this.cfg.instanceId ?? process.pid}:worker:${threadId}` })
+    if (this.#batching) {
+      redis.defineCommand('tollgateLimitBatch', { lua: STRICT_LIMIT_BATCH })
+      this.#batch = (redis as unknown as { tollgateLimitBatch: BatchCommand }).tollgateLimitBatch.bind(redis)
+    }
     redis.on('error', (err: Error) => this.#unavailable(err))
     redis.on('ready', () => {
       this.#everReady = true
@@ -112,15 +139,63 @@ export class WorkerLink {
    */
   strict (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> | undefined {
     const redis = this.#connect()
-    const limit = this.#limitFor(redis, keys.length)
     if (redis.status !== 'ready') {
       // The first connection of this thread is still being made (a gateway just started):
       // wait for it, within the timeout, rather than call Redis down.
-      if (!this.#everReady && !this.#down) return this.#whenReady().then((ok) => ok ? this.#call(limit, keys, argv) : undefined)
+      if (!this.#everReady && !this.#down) return this.#whenReady().then((ok) => ok ? this.#decide(redis, keys, argv) : undefined)
       if (!this.#down) this.#unavailable(undefined)
       return undefined
     }
-    return this.#call(limit, keys, argv)
+    return this.#decide(redis, keys, argv)
+  }
+
+  #decide (redis: RedisClient, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
+    return this.#batching ? this.#enqueue(keys, argv) : this.#call(this.#limitFor(redis, keys.length), keys, argv)
+  }
+
+  /**
+   * One Redis server: the decisions this thread makes in one turn of its event loop (the
+   * requests its sockets delivered in one poll) go out as one script run, sent when the
+   * turn's I/O callbacks are done (setImmediate, as ioredis's auto-pipelining does): one
+   * command, one write, one reply to parse for all of them, instead of one of each per
+   * request. Exact all the same: the script decides them one after the other (scripts.ts
+   * STRICT_LIMIT_BATCH).
+   */
+  #enqueue (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
+    return new Promise((resolve) => {
+      this.#queue.push({ keys, argv, resolve })
+      if (!this.#scheduled) {
+        this.#scheduled = true
+        setImmediate(this.#sendQueued)
+      }
+    })
+  }
+
+  readonly #sendQueued = (): void => {
+    this.#scheduled = false
+    const q = this.#queue
+    this.#queue = []
+    if (q.length <= MAX_BATCH) this.#sendBatch(q)
+    else for (let i = 0; i < q.length; i += MAX_BATCH) this.#sendBatch(q.slice(i, i + MAX_BATCH))
+  }
+
+  #sendBatch (items: Queued[]): void {
+    const args: Array<string | number> = []
+    for (const it of items) for (const k of it.keys) args.push(k)
+    const numKeys = args.length
+    for (const it of items) {
+      args.push(it.keys.length)
+      for (const a of it.argv) args.push(a)
+    }
+    ;(this.#batch as BatchCommand)(numKeys, args).then((replies) => {
+      countCluster('strictDecisions', items.length)
+      for (let i = 0; i < items.length; i++) (items[i] as Queued).resolve(replies[i])
+    }, (err: Error) => {
+      // Not connected any more, or no answer within the timeout: onRedisDown for all of them.
+      countCluster('redisErrors')
+      this.#unavailable(err)
+      for (const it of items) it.resolve(undefined)
+    })
   }
 
   /** Strict mode, worker mode: connect now, not at the first request. */
@@ -140,6 +215,7 @@ export class WorkerLink {
     })
   }
 
+  /** Redis Cluster: one command per decision (its keys' slot picks the master; auto-pipelined per master). */
   #call (limit: LimitCommand, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
     return limit(...keys, ...argv).then((r) => {
       countCluster('strictDecisions')
