@@ -126,9 +126,9 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
     }
     return {
       onRequest (ctx: RequestContext) {
-        const p = link.strict(keysOf(keyOf(ctx)), argv)
-        if (p === undefined) return decided(ctx, undefined)
-        return p.then((r) => decided(ctx, r))
+        // The reply is handled in the callback that receives it; the request waits on the
+        // returned promise (undefined: Redis known down, already answered).
+        return link.strict(keysOf(keyOf(ctx)), argv, (r) => decided(ctx, r))
       }
     }
   }

@@ -31,8 +31,14 @@ const MAX_BATCH = 256
 interface Queued {
   keys: string[]
   argv: ReadonlyArray<string | number>
-  resolve: (r: number[] | undefined) => void
+  /** The caller's handler, then the promise the request waits on. */
+  decided: Decided
+  resolve: () => void
+  reject: (err: unknown) => void
 }
+
+/** What a strict decision's caller does with the script's reply (undefined: Redis could not decide). */
+type Decided = (reply: number[] | undefined) => void
 
 /**
  * A worker thread's side of cluster mode, one per thread (per cluster config).
@@ -134,23 +140,27 @@ export class WorkerLink {
   }
 
   /**
-   * One strict decision (scripts.ts STRICT_LIMIT): the script's reply, or undefined when
-   * Redis did not answer within cluster.timeout or is not connected (never waits for it).
+   * One strict decision (scripts.ts STRICT_LIMIT): `decided` gets the script's reply, or
+   * undefined when Redis did not answer within cluster.timeout or is not connected (never
+   * waits for it). Returns undefined when `decided` was called at once (Redis known down),
+   * else a promise that settles once it has been called: the handler runs in the same
+   * callback as the reply, not one promise hop later.
    */
-  strict (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> | undefined {
+  strict (keys: string[], argv: ReadonlyArray<string | number>, decided: Decided): Promise<void> | undefined {
     const redis = this.#connect()
     if (redis.status !== 'ready') {
       // The first connection of this thread is still being made (a gateway just started):
       // wait for it, within the timeout, rather than call Redis down.
-      if (!this.#everReady && !this.#down) return this.#whenReady().then((ok) => ok ? this.#decide(redis, keys, argv) : undefined)
+      if (!this.#everReady && !this.#down) return this.#whenReady().then((ok) => ok ? this.#decide(redis, keys, argv, decided) : decided(undefined))
       if (!this.#down) this.#unavailable(undefined)
+      decided(undefined)
       return undefined
     }
-    return this.#decide(redis, keys, argv)
+    return this.#decide(redis, keys, argv, decided)
   }
 
-  #decide (redis: RedisClient, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
-    return this.#batching ? this.#enqueue(keys, argv) : this.#call(this.#limitFor(redis, keys.length), keys, argv)
+  #decide (redis: RedisClient, keys: string[], argv: ReadonlyArray<string | number>, decided: Decided): Promise<void> {
+    return this.#batching ? this.#enqueue(keys, argv, decided) : this.#call(this.#limitFor(redis, keys.length), keys, argv, decided)
   }
 
   /**
@@ -161,9 +171,9 @@ export class WorkerLink {
    * request. Exact all the same: the script decides them one after the other (scripts.ts
    * STRICT_LIMIT_BATCH).
    */
-  #enqueue (keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
-    return new Promise((resolve) => {
-      this.#queue.push({ keys, argv, resolve })
+  #enqueue (keys: string[], argv: ReadonlyArray<string | number>, decided: Decided): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ keys, argv, decided, resolve, reject })
       if (!this.#scheduled) {
         this.#scheduled = true
         setImmediate(this.#sendQueued)
@@ -189,12 +199,12 @@ export class WorkerLink {
     }
     ;(this.#batch as BatchCommand)(numKeys, args).then((replies) => {
       countCluster('strictDecisions', items.length)
-      for (let i = 0; i < items.length; i++) (items[i] as Queued).resolve(replies[i])
+      for (let i = 0; i < items.length; i++) settle(items[i] as Queued, replies[i])
     }, (err: Error) => {
       // Not connected any more, or no answer within the timeout: onRedisDown for all of them.
       countCluster('redisErrors')
       this.#unavailable(err)
-      for (const it of items) it.resolve(undefined)
+      for (const it of items) settle(it, undefined)
     })
   }
 
@@ -216,14 +226,14 @@ export class WorkerLink {
   }
 
   /** Redis Cluster: one command per decision (its keys' slot picks the master; auto-pipelined per master). */
-  #call (limit: LimitCommand, keys: string[], argv: ReadonlyArray<string | number>): Promise<number[] | undefined> {
+  #call (limit: LimitCommand, keys: string[], argv: ReadonlyArray<string | number>, decided: Decided): Promise<void> {
     return limit(...keys, ...argv).then((r) => {
       countCluster('strictDecisions')
-      return r
+      decided(r)
     }, (err: Error) => {
       countCluster('redisErrors')
       this.#unavailable(err)
-      return undefined
+      decided(undefined)
     })
   }
 
@@ -273,6 +283,16 @@ export class WorkerLink {
     this.#channel.close()
     this.#deltaChannel?.close()
     if (this.#redis !== undefined) redisModule?.closeRedis(this.#redis)
+  }
+}
+
+/** Run a queued decision's handler, then let its request go on (a handler that throws fails its request only). */
+function settle (it: Queued, reply: number[] | undefined): void {
+  try {
+    it.decided(reply)
+    it.resolve()
+  } catch (err) {
+    it.reject(err)
   }
 }
 
