@@ -27,6 +27,9 @@ import { SkipSubject, type RunningSubject, type Subject, type SubjectContext, ty
 import { loadSubjectGroups, startUpstream } from './subjects.js'
 import { validateTargets } from './validate-subjects.js'
 import { tlsTargets } from './tls-subjects.js'
+import { cacheTargets } from './cache-subjects.js'
+import { observabilityTargets } from './observability-subjects.js'
+import { balancingTargets } from './upstream-subjects.js'
 
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
@@ -334,10 +337,23 @@ function targets (records: readonly SubjectRecord[]): string[] {
   const policed = rps('tollgate-ip-rate')
   if (plain !== undefined && policed !== undefined) judge('tollgate-ip-rate / tollgate req/s', policed / plain, 0.9)
   for (const r of records) {
-    const goal = authTargets[r.name] ?? validateTargets[r.name] ?? tlsTargets[r.name]
+    const goal = authTargets[r.name] ?? validateTargets[r.name] ?? tlsTargets[r.name] ?? cacheTargets[r.name]
     const v = r.summary?.vsTollgate
     if (goal !== undefined && v != null) judge(`${r.name} / tollgate req/s (median of per-round ratios)`, v.median, goal)
   }
+  // Goals against another baseline than `tollgate`: by req/s, and by gateway CPU per
+  // request (baseline CPU / subject CPU), which a shared machine disturbs less.
+  const cpu = (name: string): number | undefined => get(name)?.summary?.cpuUsPerRequest?.median
+  const against = (goals: Readonly<Record<string, number>>, base: string): void => {
+    for (const [name, goal] of Object.entries(goals)) {
+      judge(`${name} / ${base} req/s`, ratioOf(name, base), goal)
+      const a = cpu(name)
+      const b = cpu(base)
+      if (a !== undefined && b !== undefined) judge(`${base} / ${name} CPU µs per request`, b / a, goal)
+    }
+  }
+  against(observabilityTargets, 'tollgate-unobserved')
+  against(balancingTargets, 'tollgate-1-target')
   return out
 }
 

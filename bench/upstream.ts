@@ -1,6 +1,6 @@
 // The bench upstream: as fast as node:http gets, so that whatever sits in front of it is
 // what the figures measure. Every path answers 200 with the same small JSON body.
-//   node dist/bench/upstream.js [--host 127.0.0.1] [--port 0]   -> prints {"port":N}
+//   node dist/bench/upstream.js [--host 127.0.0.1] [--port 0] [--listeners N]   -> prints {"port":N[,"ports":[...]]}
 import http from 'node:http'
 import { serve, serveArgs } from './lib/serve.js'
 
@@ -12,11 +12,19 @@ const headers = {
   'content-length': String(body.length),
 }
 
-const server = http.createServer((req, res) => {
+function answer (req: http.IncomingMessage, res: http.ServerResponse): void {
   req.resume()
   res.writeHead(200, headers)
   res.end(body)
-})
-server.keepAliveTimeout = 30_000
+}
 
-serve(server, serveArgs())
+function server (): http.Server {
+  const s = http.createServer(answer)
+  s.keepAliveTimeout = 30_000
+  return s
+}
+
+// `--listeners N`: N ports, one process: balancing subjects get N targets whose serving
+// cost is the same as one target's (bench/upstream-subjects.ts).
+const args = serveArgs()
+serve(server(), args, Array.from({ length: args.listeners - 1 }, server))

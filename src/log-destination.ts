@@ -1,25 +1,34 @@
+import { statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
 import { pino } from 'pino'
 import type { DestinationStream } from 'pino'
 
 /**
- * Bytes per write(2): PIPE_BUF on Linux. SonicBoom keeps its buffer as chunks of whole lines
- * no longer than `maxWrite` and writes one chunk per call, so with this bound every write
- * is whole lines and at most PIPE_BUF bytes: atomic on a pipe (stdout to a log collector)
- * and on a file opened O_APPEND. That is what keeps the lines of several worker threads,
- * each with its own SonicBoom on the same file or fd, from interleaving. (A single line
- * longer than this is written alone and may interleave on a pipe.)
+ * Bytes per write(2) to a pipe or terminal (stdout to a log collector): PIPE_BUF on Linux.
+ * SonicBoom keeps its buffer as chunks of whole lines no longer than `maxWrite` and writes
+ * one chunk per call, so with this bound every write is whole lines and at most PIPE_BUF
+ * bytes: atomic on a pipe. That is what keeps the lines of several worker threads, each
+ * with its own SonicBoom on the same fd, from interleaving. (A single line longer than this
+ * is written alone and may interleave on a pipe.)
  */
 export const LOG_MAX_WRITE = 4096
 
 /**
  * Bytes buffered before a write is issued, and the longest a line waits for them (ms). One
- * asynchronous write per line costs a thread-pool round trip each; batching ~4 KiB of lines
- * per write(2) is what keeps the access log cheap under load. A quiet gateway's lines still
- * reach the file within LOG_FLUSH_MS, and every line is flushed before a thread exits
- * (flush.ts).
+ * asynchronous write per line costs a thread-pool round trip each; batching lines per
+ * write(2) is what keeps the access log cheap under load. A quiet gateway's lines still
+ * reach their destination within LOG_FLUSH_MS, and every line is flushed before a thread
+ * exits (flush.ts).
  */
-const LOG_MIN_LENGTH = 3584
+const PIPE_CHUNK = { minLength: 3584, maxWrite: LOG_MAX_WRITE }
+/**
+ * A regular file is opened O_APPEND, and Linux writes to a regular file under the inode's
+ * lock: one write(2) lands whole, after every earlier one, whatever its size. So the
+ * threads sharing a log file can write far larger batches than PIPE_BUF without
+ * interleaving, and wake the thread pool 8x less often (measured: a 4 KiB batch is about
+ * 12 access-log lines).
+ */
+const FILE_CHUNK = { minLength: 28 * 1024, maxWrite: 32 * 1024 }
 const LOG_FLUSH_MS = 250
 
 // One destination per target per worker thread, shared by every generation and by every
@@ -37,10 +46,20 @@ export function destinationFor (dest: string, configDir: string): DestinationStr
   let d = destinations.get(key)
   if (d === undefined) {
     const fd = key === 'stdout' ? 1 : key === 'stderr' ? 2 : key
-    d = pino.destination({ dest: fd, sync: false, mkdir: true, minLength: LOG_MIN_LENGTH, maxWrite: LOG_MAX_WRITE, periodicFlush: LOG_FLUSH_MS } as Parameters<typeof pino.destination>[0])
+    const chunk = typeof fd === 'string' && isFileOrAbsent(fd) ? FILE_CHUNK : PIPE_CHUNK
+    d = pino.destination({ dest: fd, sync: false, mkdir: true, ...chunk, periodicFlush: LOG_FLUSH_MS } as Parameters<typeof pino.destination>[0])
     destinations.set(key, d)
   }
   return d
+}
+
+/** A path that is (or will be created as) a regular file, not a FIFO or a device. */
+function isFileOrAbsent (path: string): boolean {
+  try {
+    return statSync(path).isFile()
+  } catch {
+    return true
+  }
 }
 
 /** Every destination this thread opened (to flush at shutdown). */

@@ -8,6 +8,8 @@ import { parseArgs } from 'node:util'
 export interface ServeArgs {
   host: string
   port: number
+  /** How many ports serve the same handler (`--listeners N`, default 1). */
+  listeners: number
   positionals: string[]
 }
 
@@ -18,19 +20,23 @@ export function serveArgs(argv: string[] = process.argv.slice(2)): ServeArgs {
     options: {
       host: { type: 'string', default: '127.0.0.1' },
       port: { type: 'string', default: '0' },
+      listeners: { type: 'string', default: '1' },
     },
   })
+  const listeners = Number(values.listeners)
+  if (!Number.isInteger(listeners) || listeners < 1 || listeners > 16) throw new Error(`bad --listeners: ${values.listeners}`)
   const port = Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`bad --port: ${values.port}`)
-  return { host: values.host ?? '127.0.0.1', port, positionals }
+  return { host: values.host ?? '127.0.0.1', port, listeners, positionals }
 }
 
 /**
- * Listen, then print `{"port":N}` on stdout. Exits on SIGTERM/SIGINT, and, when started
+ * Listen, then print `{"port":N}` on stdout (with `"ports":[N, ...]` when `extra` servers,
+ * each on a free port, serve the same handler: several targets in one process). Exits on SIGTERM/SIGINT, and, when started
  * by the bench runner (TOLLGATE_BENCH_CHILD=1), when stdin closes: the runner holds the
  * other end, so a runner killed with SIGKILL does not leave us behind.
  */
-export function serve(server: Server, args: ServeArgs): void {
+export function serve(server: Server, args: ServeArgs, extra: readonly Server[] = []): void {
   const exit = (): void => process.exit(0)
   process.once('SIGTERM', exit)
   process.once('SIGINT', exit)
@@ -39,12 +45,17 @@ export function serve(server: Server, args: ServeArgs): void {
     process.stdin.once('close', exit)
     process.stdin.resume()
   }
-  server.once('error', (err) => {
-    process.stderr.write(`${err.stack ?? err.message}\n`)
-    process.exit(1)
+  for (const s of [server, ...extra]) {
+    s.once('error', (err) => {
+      process.stderr.write(`${err.stack ?? err.message}\n`)
+      process.exit(1)
+    })
+  }
+  const listening = (s: Server): Promise<number> => new Promise((resolve) => {
+    s.listen(s === server ? args.port : 0, args.host, () => resolve((s.address() as AddressInfo).port))
   })
-  server.listen(args.port, args.host, () => {
-    const { port } = server.address() as AddressInfo
-    process.stdout.write(`${JSON.stringify({ port })}\n`)
+  void Promise.all([server, ...extra].map(listening)).then((ports) => {
+    const port = ports[0] as number
+    process.stdout.write(`${JSON.stringify(extra.length === 0 ? { port } : { port, ports })}\n`)
   })
 }

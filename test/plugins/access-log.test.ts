@@ -305,3 +305,35 @@ t.test('end to end: requests in flight at SIGTERM are all logged', async (t) => 
   t.ok(lines.every((l) => l.msg === 'access' && l.status === 200), 'every line is whole')
   t.equal(lines.length, N, `one line per answered request (${lines.length} of ${N} in the file)`)
 })
+
+t.test('end to end: a two-worker gateway logging to one file tears and loses no line', async (t) => {
+  // Each worker batches its lines into writes of up to 32 KiB on the same O_APPEND file
+  // (src/log-destination.ts): every line must come out whole, once.
+  const up = await startUpstream(t)
+  const file = join(t.testdirName, 'access.log')
+  const gw = await startGateway(t, {
+    config: {
+      workers: 2,
+      plugins: [{ name: 'access-log', config: { destination: 'access.log', headers: ['user-agent'] } }],
+      routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
+    }
+  })
+  const N = 3000
+  const CONCURRENCY = 32
+  let next = 0
+  await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    while (next < N) {
+      const i = next++
+      const res = await request(`${gw.url}/r${i}`, { headers: { 'user-agent': `load/${i}/`.padEnd(300, 'x') } })
+      await res.body.text()
+    }
+  }))
+  t.same(await gw.stop(), { code: 0, signal: null })
+  const text = readFileSync(file, 'utf8')
+  t.ok(text.endsWith('\n'), 'the file ends with a whole line')
+  const lines = readLines(file) // throws on a torn line
+  t.equal(lines.length, N, 'one line per request')
+  const paths = new Set(lines.map((l) => l.path))
+  t.equal(paths.size, N, 'every request logged exactly once')
+  t.ok(lines.every((l) => typeof l.headers === 'object' && String((l.headers as Record<string, string>)['user-agent']).length === 300), 'every line carries its whole header')
+})
