@@ -13,7 +13,7 @@ import type { Versions } from './control/types.js'
 import { watchFile } from './control/watch.js'
 import { blockAdmin, canonicalIp, fleetBlockPlacer } from './block-list.js'
 import type { BlockAdmin } from './admin/server.js'
-import { onBlock, onUnblock } from './cluster/blocks.js'
+import { onBlock, onFleetSync, onUnblock } from './cluster/blocks.js'
 import { codes } from './errors.js'
 import { flushLogger } from './log.js'
 import { VERSION } from './version.js'
@@ -76,24 +76,44 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const cluster = clusterConfig === undefined ? undefined : new (await import('./cluster/node.js')).ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
   const control = cluster === undefined ? local : cluster.control(local)
   // The fleet's auto-blocks (threat-guard on any instance) go into this process's table.
+  // Those taken from the fleet are remembered (address -> when heard, until), so that a lift
+  // this instance missed is found at its next (re)connect (onFleetSync).
   const placeFleetBlock = fleetBlockPlacer(shared.hotPath)
+  const localBlocks = blockAdmin(shared.memory, shared.hotPath)
+  const fromFleet = new Map<string, { heardAt: number, until: number }>()
+  const liftHere = (ip: string, why: string): void => {
+    try {
+      if (localBlocks.lift(ip)) log.info({ ip }, why)
+    } catch (err) {
+      log.warn({ ip, err: (err as Error).message }, 'cluster: a fleet block lift was not applied here')
+    }
+  }
   const stopFleetBlocks = cluster === undefined
     ? undefined
-    : onBlock((ip, until) => {
-      const r = placeFleetBlock(ip, until)
-      if (r === 'table-full' || r === 'busy' || r === 'invalid') log.warn({ ip, result: r }, 'cluster: a fleet auto-block was not placed here')
-    })
-  const localBlocks = blockAdmin(shared.memory, shared.hotPath)
-  // A lift announced by any instance (its admin API) ends the block in this process's table.
-  const stopFleetUnblocks = cluster === undefined
-    ? undefined
-    : onUnblock((ip) => {
-      try {
-        if (localBlocks.lift(ip)) log.info({ ip }, 'cluster: a block lifted by the fleet was lifted here')
-      } catch (err) {
-        log.warn({ ip, err: (err as Error).message }, 'cluster: a fleet block lift was not applied here')
-      }
-    })
+    : [
+        onBlock((ip, until) => {
+          const r = placeFleetBlock(ip, until)
+          if (r === 'table-full' || r === 'busy' || r === 'invalid') log.warn({ ip, result: r }, 'cluster: a fleet auto-block was not placed here')
+          else if (r !== 'expired') fromFleet.set(ip, { heardAt: Date.now(), until: Math.max(until, fromFleet.get(ip)?.until ?? 0) })
+        }),
+        // A lift announced by any instance (its admin API) ends the block in this process's table.
+        onUnblock((ip) => {
+          fromFleet.delete(ip)
+          liftHere(ip, 'cluster: a block lifted by the fleet was lifted here')
+        }),
+        // After a (re)connect: a block heard from the fleet before Redis was asked, and no
+        // longer in Redis, was lifted elsewhere while this instance did not hear (or expired).
+        onFleetSync((ips, askedAt) => {
+          const now = Date.now()
+          for (const [ip, e] of fromFleet) {
+            if (e.until <= now) fromFleet.delete(ip)
+            else if (e.heardAt < askedAt && !ips.has(ip)) {
+              fromFleet.delete(ip)
+              liftHere(ip, 'cluster: a block lifted by the fleet while this instance did not hear was lifted here')
+            }
+          }
+        })
+      ]
   // In cluster mode DELETE /blocks/:ip lifts the block fleet-wide: Redis first (the stored
   // entry removed, the lift announced), then this table at once for the answer. Redis
   // unreachable: nothing is lifted and the admin is told (a lift here only would come back
@@ -154,8 +174,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       void (async () => {
         await adminServer?.close()
         await acceptor.close(deadline)
-        stopFleetBlocks?.()
-        stopFleetUnblocks?.()
+        for (const stop of stopFleetBlocks ?? []) stop()
         await cluster?.close()
         await audit?.close()
         await store.close()

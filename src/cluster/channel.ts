@@ -26,6 +26,7 @@ export type ClusterMessage =
   | { type: 'block-publish', ip: string, until: number }
   | { type: 'block', ip: string, until: number }
   | { type: 'unblock', ip: string }
+  | { type: 'blocks-in-force', ips: string[], askedAt: number }
 
 /** A channel that does not keep the thread alive. */
 export function openChannel (onMessage?: (m: ClusterMessage) => void, name = CHANNEL_NAME): BroadcastChannel {

@@ -57,7 +57,12 @@ export class ClusterNode {
     this.#sub.on('error', () => {})
     this.#redis.on('ready', () => this.#ready())
     this.#redis.on('close', () => { if (this.#up) this.#down(undefined) })
-    this.#sub.on('ready', () => { void this.#policy?.catchUp() })
+    // The subscription back: announcements made while it was down were missed (a block
+    // lift among them), so the block list is read again too.
+    this.#sub.on('ready', () => {
+      void this.#policy?.catchUp()
+      if (this.#up) void this.#replayBlocks()
+    })
     void this.#sub.subscribe(this.#names.policyChannel, this.#names.blocksChannel).catch(() => {})
     this.#sub.on('message', (channel: string, message: string) => this.#onAnnounce(channel, message))
     this.#channel = openChannel((m) => this.#onThreadMessage(m))
@@ -169,11 +174,20 @@ export class ClusterNode {
     return Number(r[0]?.[1]) > 0
   }
 
-  /** On (re)connect: the blocks still in force, to every thread. */
+  /**
+   * On (re)connect: the blocks still in force, to every thread, and then the whole list
+   * (onFleetSync), so that blocks lifted while this instance did not hear are lifted here.
+   */
   async #replayBlocks (): Promise<void> {
     try {
-      const flat = await this.#redis.zrangebyscore(this.#names.blocks, Date.now(), '+inf', 'WITHSCORES')
-      for (let i = 0; i + 1 < flat.length; i += 2) this.#channel.postMessage({ type: 'block', ip: flat[i] as string, until: Number(flat[i + 1]) })
+      const askedAt = Date.now()
+      const flat = await this.#redis.zrangebyscore(this.#names.blocks, askedAt, '+inf', 'WITHSCORES')
+      const ips: string[] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        ips.push(flat[i] as string)
+        this.#channel.postMessage({ type: 'block', ip: flat[i] as string, until: Number(flat[i + 1]) })
+      }
+      this.#channel.postMessage({ type: 'blocks-in-force', ips, askedAt })
     } catch {}
   }
 

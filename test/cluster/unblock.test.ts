@@ -1,7 +1,8 @@
 // DELETE /blocks/:ip in cluster mode lifts an auto-block fleet-wide: threat-guard blocks a
 // client on A, B and a late-joining C refuse it too (C through the replay of Redis's stored
 // entry); the lift on B ends the block on A and C as well, removes the stored entry, and
-// neither a reconnect of an instance's Redis connection nor a new instance brings it back.
+// neither a reconnect of an instance's Redis connection nor a new instance brings it back;
+// an instance that missed the lift finds it at its next reconnect.
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { request } from 'undici'
@@ -77,6 +78,21 @@ t.test('a block lifted on one instance is lifted on every instance, and stays li
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal((await get(d.url + '/ok')).status, 200, 'an instance started after the lift serves the client')
   t.equal((await get(b.url + '/ok')).status, 200, 'B too')
+
+  // A lift B does not hear (its subscription down at that moment) is found at B's next
+  // reconnect: here, the entry is removed from Redis with no announcement at all.
+  await eventually(async () => (await get(a.url + '/bad')).status === 403 || (await get(a.url + '/ok')).status === 403, 10_000, 'A blocks the client again')
+  await eventually(async () => (await get(b.url + '/ok')).status === 403, 30_000, 'B refuses the client again')
+  t.pass('blocked again on A and B')
+  t.equal(await r.zrem('tollgate:blocks', CLIENT), 1, 'the entry removed from Redis, unannounced')
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  t.equal((await get(b.url + '/ok')).status, 403, 'B has not heard of it')
+  const ids = String(await r.client('LIST')).split('\n').filter((l) => / name=tollgate:ub:/.test(l)).map((l) => /^id=(\d+)/.exec(l)?.[1])
+  for (const id of ids) await r.client('KILL', 'ID', id as string)
+  t.equal(ids.length, 2, "B's two connections (acceptor, subscriber) cut")
+  await eventually(async () => (await get(b.url + '/ok')).status === 200, 30_000, 'B lifts it after reconnecting')
+  t.ok(b.lines.some((l) => l.msg === 'cluster: a block lifted by the fleet while this instance did not hear was lifted here'), 'B says why')
+  t.equal((await get(a.url + '/ok')).status, 403, 'A, which did not reconnect and heard nothing, still blocks (its next reconnect would lift it)')
 })
 
 t.test('Redis down: the lift is refused whole (503), nothing is lifted', async (t) => {
