@@ -107,6 +107,21 @@ function connectionsPerPool (spec: UpstreamSpec, workers: number): number {
   return Math.min(spec.connections, share)
 }
 
+interface TargetUrl { origin: string, host: string, basePath: string, https: boolean }
+const targetUrls = new Map<string, TargetUrl>()
+
+/** A target URL's parts, parsed once per thread (every update rebuilds every route). */
+function targetUrl (url: string): TargetUrl {
+  let t = targetUrls.get(url)
+  if (t === undefined) {
+    const u = new URL(url)
+    t = { origin: u.origin, host: u.host, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), https: u.protocol === 'https:' }
+    if (targetUrls.size >= 10_000) targetUrls.clear()
+    targetUrls.set(url, t)
+  }
+  return t
+}
+
 function segmentsOf (path: string): number {
   return path.split('/').filter((s) => s !== '').length
 }
@@ -156,6 +171,8 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
     return hooks
   }
   const globalClient = createClientIpResolver(config.clientIp)
+  // Compared with every route's: written once, not once per route.
+  const globalClientJson = JSON.stringify(config.clientIp)
   const strip: ReadonlySet<string> = new Set(identityHeaderNames(config.identity.headers))
   const authnOrder = PHASES.indexOf('authn')
   try {
@@ -187,12 +204,12 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       if (opts.mode === 'worker' && opts.pools !== undefined) {
         const connections = connectionsPerPool(spec, config.workers)
         const built = targets.map((t): Target => {
-          const u = new URL(t.url)
-          const tls = u.protocol === 'https:' ? upstreamTls : undefined
+          const u = targetUrl(t.url)
+          const tls = u.https ? upstreamTls : undefined
           const pool = opts.pools?.get(u.origin, { connections, connectTimeout: route.timeouts.connect, ...(tls === undefined ? {} : { tls }) })
           if (pool === undefined) throw new Error('no pool registry')
           pools.add(pool)
-          return { origin: u.origin, url: t.url, basePath: u.pathname === '/' ? '' : u.pathname.replace(/\/$/, ''), host: u.host, pool }
+          return { origin: u.origin, url: t.url, basePath: u.basePath, host: u.host, pool }
         })
         const shared: SharedUpstream = msg.upstreams?.[route.name] ?? createSharedUpstream(targets.length)
         const state = new UpstreamState(shared, spec.passive, spec.breaker, spec.retries)
@@ -219,7 +236,7 @@ export async function buildGeneration (msg: GenerationMessage, opts: BuildOption
       const info: RouteInfo = Object.freeze({ name: route.name, upstream: targets.map((t) => t.url).join(',') })
       const hosts = route.match.host === undefined ? undefined : (Array.isArray(route.match.host) ? route.match.host : [route.match.host])
       // Routes that keep the global client-IP settings share the global resolver.
-      const sameClient = JSON.stringify(route.clientIp) === JSON.stringify(config.clientIp)
+      const sameClient = route.clientIp === config.clientIp || JSON.stringify(route.clientIp) === globalClientJson
       const client = sameClient ? globalClient : createClientIpResolver(route.clientIp)
       const httpsPort = route.redirectToHttps === undefined || route.redirectToHttps === false ? undefined : (route.redirectToHttps === true ? 443 : route.redirectToHttps.port ?? 443)
       defs.push({ path: route.match.path, exact: route.match.exact, caseInsensitive: route.match.caseInsensitive, methods: route.match.methods, hosts, value: { info, pipeline: composePipeline(chain), proxy, client, websocket: route.websocket, httpsPort, metricsBlock: threadMetrics().routeBlock(route.name) } })

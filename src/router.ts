@@ -1,5 +1,6 @@
 import FindMyWay from 'find-my-way'
 import type { HTTPVersion } from 'find-my-way'
+import { firstSegment, isStaticPattern, StaticRoutes } from './static-routes.js'
 
 export interface RouteDef<T> {
   path: string
@@ -28,6 +29,8 @@ interface Entry<T> { methods: ReadonlySet<string> | undefined, value: T }
  */
 class PathRouter<T> {
   #fmw: Tree = EMPTY_TREE
+  /** The static shards (static-routes.ts); the tree holds every other pattern. */
+  #static: StaticRoutes | undefined
   #byPath = new Map<string, Array<Entry<T>>>()
   readonly #caseSensitive: boolean
 
@@ -50,18 +53,34 @@ class PathRouter<T> {
     }
   }
 
-  /** Done adding: take (or build) the tree of these patterns. */
+  /**
+   * Done adding: split the patterns into static shards and the rest, and take (or build)
+   * the tree of the rest.
+   */
   seal (): void {
-    this.#fmw = treeFor([...this.#byPath.keys()], this.#caseSensitive)
+    const m = matchersFor([...this.#byPath.keys()], this.#caseSensitive)
+    this.#static = m.table
+    this.#fmw = m.tree
+  }
+
+  #lookup (path: string): { store: unknown, params: Record<string, string | undefined> } | null {
+    const table = this.#static
+    // find-my-way answers no match for a path whose escapes do not decode (its decodeURI
+    // throws); the tree is asked, so such a path is no match here too.
+    if (table !== undefined && table.owns(firstSegment(path)) && (!path.includes('%') || decodes(path))) {
+      const m = table.find(path)
+      if (m !== null) return m
+    }
+    return this.#fmw.find('GET', path)
   }
 
   /** The match and the pattern that matched ('' when none). */
   find (method: string, path: string): { match: RouteMatch<T>, key: string } {
-    let found = this.#fmw.find('GET', path)
+    let found = this.#lookup(path)
     // find-my-way lets `:id` match an empty segment (`/orders/` -> id ''); a parameter must
     // name something, so `/orders/` is looked up as `/orders` instead.
     if (found !== null && path.length > 1 && path.endsWith('/') && Object.values(found.params).includes('')) {
-      found = this.#fmw.find('GET', path.slice(0, -1))
+      found = this.#lookup(path.slice(0, -1))
     }
     if (found === null) return NO_KEY
     const key = (found.store as { key: string }).key
@@ -76,6 +95,16 @@ class PathRouter<T> {
       for (const m of e.methods) allowed.add(m)
     }
     return { match: { kind: 'method-not-allowed', allowed: [...allowed] }, key }
+  }
+}
+
+/** Whether find-my-way's decodeURI of the path succeeds (its `%25` kept as an escape). */
+function decodes (path: string): boolean {
+  try {
+    decodeURI(path.replaceAll('%25', '%2525'))
+    return true
+  } catch {
+    return false
   }
 }
 
@@ -131,32 +160,48 @@ type Tree = ReturnType<typeof FindMyWay<HTTPVersion.V1>>
 const EMPTY_TREE: Tree = FindMyWay<HTTPVersion.V1>()
 
 /*
- * The tree depends on the path patterns only (each leaf holds its pattern as the key into
- * the router's own entries), so a generation whose routes have the same patterns as a
- * recent one shares that tree: most policy updates change plugins, not paths, and building
- * the tree is most of what 1,000 routes cost a worker (find-my-way compiles functions per
- * handler). A tree is never changed once built, so sharing it between generations that are
- * live at once is safe. A few pattern sets are kept per thread.
+ * The matchers depend on the path patterns only (each holds a pattern as the key into the
+ * router's own entries), so a generation whose routes have the same patterns as a recent
+ * one shares them: most policy updates change plugins, not paths. Neither is changed once
+ * built, so sharing them between generations that are live at once is safe. A few pattern
+ * sets are kept per thread.
  */
-const trees = new Map<string, Tree>()
-const TREES_KEPT = 4
+interface Matchers { table: StaticRoutes | undefined, tree: Tree }
+const recent = new Map<string, Matchers>()
+const KEPT = 4
 
-function treeFor (patterns: readonly string[], caseSensitive: boolean): Tree {
+function matchersFor (patterns: readonly string[], caseSensitive: boolean): Matchers {
   const key = (caseSensitive ? 'cs\n' : 'ci\n') + patterns.join('\n')
-  let tree = trees.get(key)
-  if (tree !== undefined) {
+  let m = recent.get(key)
+  if (m !== undefined) {
     // Most recently used last.
-    trees.delete(key)
-    trees.set(key, tree)
-    return tree
+    recent.delete(key)
+    recent.set(key, m)
+    return m
   }
-  tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive, maxParamLength: 500 })
+  m = split(patterns, caseSensitive)
+  recent.set(key, m)
+  if (recent.size > KEPT) recent.delete(recent.keys().next().value as string)
+  return m
+}
+
+/** The static shards into a table, every other pattern into a tree (static-routes.ts). */
+function split (patterns: readonly string[], caseSensitive: boolean): Matchers {
+  const fold = (s: string): string => (caseSensitive ? s : s.toLowerCase())
+  // First segment -> whether every pattern under it is static.
+  const shard = new Map<string, boolean>()
+  for (const p of patterns) {
+    const seg = fold(firstSegment(p))
+    shard.set(seg, (shard.get(seg) ?? true) && isStaticPattern(p))
+  }
+  const statics: string[] = []
+  const rest: string[] = []
+  for (const p of patterns) (shard.get(fold(firstSegment(p))) === true ? statics : rest).push(p)
+  const tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive, maxParamLength: 500 })
   // Methods are checked per entry, so the tree needs one method only: registering all seven
   // made building 1,000 routes ten times slower (find-my-way keeps a tree each).
-  for (const p of patterns) tree.on('GET', p, () => {}, { key: p })
-  trees.set(key, tree)
-  if (trees.size > TREES_KEPT) trees.delete(trees.keys().next().value as string)
-  return tree
+  for (const p of rest) tree.on('GET', p, () => {}, { key: p })
+  return { table: statics.length === 0 ? undefined : new StaticRoutes(statics, caseSensitive), tree }
 }
 
 /**
@@ -196,7 +241,7 @@ export class Router<T> {
 }
 
 /** `/orders` -> `/orders`, `/orders/*`; `/` -> `/`, `/*`. */
-function prefixPatterns (path: string): string[] {
+export function prefixPatterns (path: string): string[] {
   const base = path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path
   return base === '/' ? ['/', '/*'] : [base, base + "/*"]
 }

@@ -85,6 +85,22 @@ function parseHashOn (v: string | undefined): HashOn {
 
 /** The upstream block with defaults and durations in ms. The schema has checked its shape. */
 export function upstreamSpec (u: UpstreamConfig): UpstreamSpec {
+  if (typeof u !== 'string') return specOf(u)
+  // A bare URL (most routes) always gives the same spec: every worker builds one per route
+  // per policy update, so it is made once per thread.
+  let spec = bareSpecs.get(u)
+  if (spec === undefined) {
+    if (bareSpecs.size >= BARE_SPECS_KEPT) bareSpecs.clear()
+    spec = specOf(u)
+    bareSpecs.set(u, spec)
+  }
+  return spec
+}
+
+const bareSpecs = new Map<string, UpstreamSpec>()
+const BARE_SPECS_KEPT = 10_000
+
+function specOf (u: UpstreamConfig): UpstreamSpec {
   const block = typeof u === 'string' ? { targets: [u] } : u
   const d = UPSTREAM_DEFAULTS
   const hc = block.healthCheck
