@@ -199,6 +199,13 @@ export function fleetBlockPlacer (hot: HotPath): (ip: string, until: number) => 
   }
 }
 
+/** An address in the form blocks are stored and announced in (formatIp), or undefined for text that is not one. */
+export function canonicalIp (text: string): string | undefined {
+  const w = new Uint32Array(4)
+  const family = parseIp(text, w)
+  return family === V4 || family === V6 ? formatIp(family, w) : undefined
+}
+
 /**
  * The block list for the admin API, in the acceptor: listing reads the shared table; a lift
  * goes through the acceptor's own WASM instance, so every worker sees it at its next lookup.

@@ -15,6 +15,7 @@ import { compileRewrite, RewriteError } from './upstream/rewrite.js'
 import { checkUpstream } from './upstream/spec.js'
 import { SYNC_RANGE, TIMEOUT_RANGE } from './cluster/config.js'
 import { parseRedisUrl, RedisUrlError } from './cluster/redis-url.js'
+import { checkClusterTls } from './cluster/tls.js'
 
 const ajv = createConfigAjv()
 const validateGateway = ajv.compile(gatewaySchema)
@@ -92,7 +93,7 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
   problems.push(...checkConsumers(cfg, raw.source, opts.warn))
   const entries = (cfg as GatewayConfig).counters.entries
   if ((entries & (entries - 1)) !== 0) problems.push(`${raw.source}: /counters/entries: must be a power of two (1024, 2048, ... 2097152)`)
-  problems.push(...checkCluster(cfg, raw.source))
+  problems.push(...checkCluster(cfg, raw.source, raw.dir))
   const out = normalize(cfg)
   // Node refuses a headers timeout longer than the request timeout; say so in config terms.
   if (out.limits.headersTimeout > out.limits.requestTimeout) {
@@ -103,16 +104,20 @@ export function validateGatewayConfig (raw: RawConfig, opts: { warn?: (msg: stri
 }
 
 /** cluster: a Redis URL of a form we know (its password never echoed), durations in range. */
-function checkCluster (cfg: GatewayConfig, source: string): string[] {
+function checkCluster (cfg: GatewayConfig, source: string, dir: string): string[] {
   const c = cfg.cluster as (Omit<NonNullable<GatewayConfig['cluster']>, 'timeout' | 'syncInterval'> & { timeout: number | string, syncInterval: number | string }) | undefined
   if (c === undefined) return []
   const problems: string[] = []
   try {
-    parseRedisUrl(c.redis)
+    const target = parseRedisUrl(c.redis)
+    if (c.tls !== undefined && !(target.kind === 'single' ? /^rediss:/.test(c.redis) : target.tls)) {
+      problems.push(`${source}: /cluster/tls: TLS settings need a TLS URL (rediss://, rediss+cluster:// or rediss+sentinel://)`)
+    }
   } catch (err) {
     if (!(err instanceof RedisUrlError)) throw err
     problems.push(`${source}: /cluster/redis: ${err.message}`)
   }
+  if (c.tls !== undefined) problems.push(...checkClusterTls(c.tls, dir).map((p) => `${source}: ${p}`))
   c.timeout = toMs(c.timeout)
   c.syncInterval = toMs(c.syncInterval)
   if (c.timeout < TIMEOUT_RANGE.min || c.timeout > TIMEOUT_RANGE.max) problems.push(`${source}: /cluster/timeout: must be from 1ms to 10s, got ${c.timeout} ms`)

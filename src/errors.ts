@@ -81,6 +81,7 @@ export const codes = {
   GW_ERR_ADMIN_UNSAFE: createError('GW_ERR_ADMIN_UNSAFE', 'the admin API on %s needs a token (admin.tokens): only loopback may go without', 500),
   GW_ERR_STATE: createError('GW_ERR_STATE', 'state directory %s: %s', 500),
   GW_ERR_BLOCK_NOT_FOUND: createError('GW_ERR_BLOCK_NOT_FOUND', '%s is not blocked', 404),
+  GW_ERR_BLOCK_LIFT_UNAVAILABLE: createError('GW_ERR_BLOCK_LIFT_UNAVAILABLE', 'the fleet-wide block list (Redis) is unavailable, so %s was not unblocked anywhere: %s', 503),
 
   /** Plugin */
   GW_ERR_PLUGIN_INVALID: createError('GW_ERR_PLUGIN_INVALID', "plugin '%s' is not a tollgate plugin: %s", 500),

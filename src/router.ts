@@ -58,19 +58,9 @@ class PathRouter<T> {
    * the tree of the rest.
    */
   seal (): void {
-    const patterns = [...this.#byPath.keys()]
-    const fold = (s: string): string => (this.#caseSensitive ? s : s.toLowerCase())
-    // First segment -> whether every pattern under it is static.
-    const shard = new Map<string, boolean>()
-    for (const p of patterns) {
-      const seg = fold(firstSegment(p))
-      shard.set(seg, (shard.get(seg) ?? true) && isStaticPattern(p))
-    }
-    const statics: string[] = []
-    const rest: string[] = []
-    for (const p of patterns) (shard.get(fold(firstSegment(p))) === true ? statics : rest).push(p)
-    this.#static = statics.length === 0 ? undefined : new StaticRoutes(statics, this.#caseSensitive)
-    this.#fmw = treeFor(rest, this.#caseSensitive)
+    const m = matchersFor([...this.#byPath.keys()], this.#caseSensitive)
+    this.#static = m.table
+    this.#fmw = m.tree
   }
 
   #lookup (path: string): { store: unknown, params: Record<string, string | undefined> } | null {
@@ -170,32 +160,48 @@ type Tree = ReturnType<typeof FindMyWay<HTTPVersion.V1>>
 const EMPTY_TREE: Tree = FindMyWay<HTTPVersion.V1>()
 
 /*
- * The tree depends on the path patterns only (each leaf holds its pattern as the key into
- * the router's own entries), so a generation whose routes have the same patterns as a
- * recent one shares that tree: most policy updates change plugins, not paths, and building
- * the tree was most of what 1,000 routes cost a worker (find-my-way compiles functions per
- * handler; static patterns now skip it, static-routes.ts). A tree is never changed once built, so sharing it between generations that are
- * live at once is safe. A few pattern sets are kept per thread.
+ * The matchers depend on the path patterns only (each holds a pattern as the key into the
+ * router's own entries), so a generation whose routes have the same patterns as a recent
+ * one shares them: most policy updates change plugins, not paths. Neither is changed once
+ * built, so sharing them between generations that are live at once is safe. A few pattern
+ * sets are kept per thread.
  */
-const trees = new Map<string, Tree>()
-const TREES_KEPT = 4
+interface Matchers { table: StaticRoutes | undefined, tree: Tree }
+const recent = new Map<string, Matchers>()
+const KEPT = 4
 
-function treeFor (patterns: readonly string[], caseSensitive: boolean): Tree {
+function matchersFor (patterns: readonly string[], caseSensitive: boolean): Matchers {
   const key = (caseSensitive ? 'cs\n' : 'ci\n') + patterns.join('\n')
-  let tree = trees.get(key)
-  if (tree !== undefined) {
+  let m = recent.get(key)
+  if (m !== undefined) {
     // Most recently used last.
-    trees.delete(key)
-    trees.set(key, tree)
-    return tree
+    recent.delete(key)
+    recent.set(key, m)
+    return m
   }
-  tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive, maxParamLength: 500 })
+  m = split(patterns, caseSensitive)
+  recent.set(key, m)
+  if (recent.size > KEPT) recent.delete(recent.keys().next().value as string)
+  return m
+}
+
+/** The static shards into a table, every other pattern into a tree (static-routes.ts). */
+function split (patterns: readonly string[], caseSensitive: boolean): Matchers {
+  const fold = (s: string): string => (caseSensitive ? s : s.toLowerCase())
+  // First segment -> whether every pattern under it is static.
+  const shard = new Map<string, boolean>()
+  for (const p of patterns) {
+    const seg = fold(firstSegment(p))
+    shard.set(seg, (shard.get(seg) ?? true) && isStaticPattern(p))
+  }
+  const statics: string[] = []
+  const rest: string[] = []
+  for (const p of patterns) (shard.get(fold(firstSegment(p))) === true ? statics : rest).push(p)
+  const tree = FindMyWay<HTTPVersion.V1>({ ignoreTrailingSlash: false, caseSensitive, maxParamLength: 500 })
   // Methods are checked per entry, so the tree needs one method only: registering all seven
   // made building 1,000 routes ten times slower (find-my-way keeps a tree each).
-  for (const p of patterns) tree.on('GET', p, () => {}, { key: p })
-  trees.set(key, tree)
-  if (trees.size > TREES_KEPT) trees.delete(trees.keys().next().value as string)
-  return tree
+  for (const p of rest) tree.on('GET', p, () => {}, { key: p })
+  return { table: statics.length === 0 ? undefined : new StaticRoutes(statics, caseSensitive), tree }
 }
 
 /**

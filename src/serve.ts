@@ -11,8 +11,10 @@ import { MemoryVersions } from './control/memory-store.js'
 import { VersionStore } from './control/store.js'
 import type { Versions } from './control/types.js'
 import { watchFile } from './control/watch.js'
-import { blockAdmin, fleetBlockPlacer } from './block-list.js'
-import { onBlock } from './cluster/blocks.js'
+import { blockAdmin, canonicalIp, fleetBlockPlacer } from './block-list.js'
+import type { BlockAdmin } from './admin/server.js'
+import { onBlock, onFleetSync, onUnblock } from './cluster/blocks.js'
+import { codes } from './errors.js'
 import { flushLogger } from './log.js'
 import { VERSION } from './version.js'
 
@@ -74,13 +76,64 @@ export async function serve (opts: ServeOptions): Promise<number> {
   const cluster = clusterConfig === undefined ? undefined : new (await import('./cluster/node.js')).ClusterNode(clusterConfig, { log, hotPath: shared.hotPath, port: info.port })
   const control = cluster === undefined ? local : cluster.control(local)
   // The fleet's auto-blocks (threat-guard on any instance) go into this process's table.
+  // Those taken from the fleet are remembered (address -> when heard, until), so that a lift
+  // this instance missed is found at its next (re)connect (onFleetSync).
   const placeFleetBlock = fleetBlockPlacer(shared.hotPath)
+  const localBlocks = blockAdmin(shared.memory, shared.hotPath)
+  const fromFleet = new Map<string, { heardAt: number, until: number }>()
+  const liftHere = (ip: string, why: string): void => {
+    try {
+      if (localBlocks.lift(ip)) log.info({ ip }, why)
+    } catch (err) {
+      log.warn({ ip, err: (err as Error).message }, 'cluster: a fleet block lift was not applied here')
+    }
+  }
   const stopFleetBlocks = cluster === undefined
     ? undefined
-    : onBlock((ip, until) => {
-      const r = placeFleetBlock(ip, until)
-      if (r === 'table-full' || r === 'busy' || r === 'invalid') log.warn({ ip, result: r }, 'cluster: a fleet auto-block was not placed here')
-    })
+    : [
+        onBlock((ip, until) => {
+          const r = placeFleetBlock(ip, until)
+          if (r === 'table-full' || r === 'busy' || r === 'invalid') log.warn({ ip, result: r }, 'cluster: a fleet auto-block was not placed here')
+          else if (r !== 'expired') fromFleet.set(ip, { heardAt: Date.now(), until: Math.max(until, fromFleet.get(ip)?.until ?? 0) })
+        }),
+        // A lift announced by any instance (its admin API) ends the block in this process's table.
+        onUnblock((ip) => {
+          fromFleet.delete(ip)
+          liftHere(ip, 'cluster: a block lifted by the fleet was lifted here')
+        }),
+        // After a (re)connect: a block heard from the fleet before Redis was asked, and no
+        // longer in Redis, was lifted elsewhere while this instance did not hear (or expired).
+        onFleetSync((ips, askedAt) => {
+          const now = Date.now()
+          for (const [ip, e] of fromFleet) {
+            if (e.until <= now) fromFleet.delete(ip)
+            else if (e.heardAt < askedAt && !ips.has(ip)) {
+              fromFleet.delete(ip)
+              liftHere(ip, 'cluster: a block lifted by the fleet while this instance did not hear was lifted here')
+            }
+          }
+        })
+      ]
+  // In cluster mode DELETE /blocks/:ip lifts the block fleet-wide: Redis first (the stored
+  // entry removed, the lift announced), then this table at once for the answer. Redis
+  // unreachable: nothing is lifted and the admin is told (a lift here only would come back
+  // with the next replay of the stored entry).
+  const blocks: BlockAdmin = cluster === undefined
+    ? localBlocks
+    : {
+        ...localBlocks,
+        lift: async (ip) => {
+          const canonical = canonicalIp(ip)
+          if (canonical === undefined) throw new RangeError(`'${ip.slice(0, 60)}' is not an IP address`)
+          let stored: boolean
+          try {
+            stored = await cluster.unblock(canonical, ip)
+          } catch (err) {
+            throw codes.GW_ERR_BLOCK_LIFT_UNAVAILABLE(canonical, (err as Error).message)
+          }
+          return localBlocks.lift(canonical) || stored
+        }
+      }
 
   const reload = async (actor: string): Promise<void> => {
     if (opts.reread === undefined) return
@@ -98,7 +151,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
 
   const adminServer = admin === undefined || admin.enabled === false
     ? undefined
-    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, metrics: acceptor.metrics, blocks: blockAdmin(shared.memory, shared.hotPath), reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
+    : createAdminServer(control, prepared.config.admin as AdminConfig, { log, audit, metrics: acceptor.metrics, blocks, reloadFromFile: opts.reread === undefined ? undefined : async (actor) => { const next = await (opts.reread as () => Promise<RawConfig>)(); return await control.apply(next.value, actor, { source: next.source, reason: 'reload' }) } })
   const adminAddress = adminServer === undefined ? undefined : await adminServer.listen()
 
   const watcher = opts.file === undefined ? undefined : watchFile(opts.file, () => { void reload('file') })
@@ -121,7 +174,7 @@ export async function serve (opts: ServeOptions): Promise<number> {
       void (async () => {
         await adminServer?.close()
         await acceptor.close(deadline)
-        stopFleetBlocks?.()
+        for (const stop of stopFleetBlocks ?? []) stop()
         await cluster?.close()
         await audit?.close()
         await store.close()

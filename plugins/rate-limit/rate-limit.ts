@@ -89,7 +89,7 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
   // nothing, so it never connects.
   const cluster = (api.gateway as { cluster?: ClusterConfig }).cluster
   // Loaded only in cluster mode: a single instance never loads the Redis client.
-  const link = cluster !== undefined && api.mode === 'worker' ? (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
+  const link = cluster !== undefined && api.mode === 'worker' ? await (await import('../../src/cluster/worker-link.js')).workerLink(cluster, api.log) : undefined
 
   const reject = (ctx: RequestContext, l: Limit, r: RateLimitResult): void => {
     const retry = Math.max(1, Math.ceil(r.retryAfterMs / 1000))
@@ -126,15 +126,18 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
     }
     return {
       onRequest (ctx: RequestContext) {
-        const p = link.strict(keysOf(keyOf(ctx)), argv)
-        if (p === undefined) return decided(ctx, undefined)
-        return p.then((r) => decided(ctx, r))
+        // The reply is handled in the callback that receives it; the request waits on the
+        // returned promise (undefined: Redis known down, already answered).
+        return link.strict(keysOf(keyOf(ctx)), argv, (r) => decided(ctx, r))
       }
     }
   }
   const fast = link
+  // fast: one admit counter per limit, made here once (worker-link.ts recorder()).
+  const recorders = fast === undefined ? undefined : limits.map((l) => fast.recorder(l.policyId, l.rule.algorithm, l.rule.limit, l.rule.windowMs, l.rule.algorithm === 'gcra' ? l.rule.burst : undefined))
 
   return {
+    ...(recorders === undefined ? {} : { close () { for (const r of recorders) r.close() } }),
     onRequest (ctx: RequestContext) {
       // fast: Redis down and fail closed; with allow, the local counters go on deciding.
       if (fast !== undefined && !fast.fastUp && fast.cfg.onRedisDown === 'deny') return redisDownReply(ctx, 'deny')
@@ -153,12 +156,7 @@ export async function createRateLimit (config: RateLimitConfig, api: PluginApi):
         }
         if (tightest === undefined || r.remaining < tightest.result.remaining) tightest = l
       }
-      if (fast !== undefined) {
-        for (let i = 0; i < limits.length; i++) {
-          const l = limits[i] as Limit
-          fast.record(l.policyId, l.rule.algorithm, l.rule.limit, l.rule.windowMs, l.rule.algorithm === 'gcra' ? l.rule.burst : undefined, key)
-        }
-      }
+      if (recorders !== undefined) for (let i = 0; i < recorders.length; i++) (recorders[i] as (typeof recorders)[number]).record(key)
       if (sendHeaders && tightest !== undefined) setHeaders(ctx, tightest, tightest.result)
     }
   }

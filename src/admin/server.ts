@@ -51,8 +51,12 @@ export interface AdminServerOptions {
 /** The shared block list as the admin API uses it (src/block-list.ts). */
 export interface BlockAdmin {
   list: () => BlockEntry[]
-  /** Lifts a block on every worker at once; false if the address was not blocked. Throws a RangeError for a text that is not an address. */
-  lift: (ip: string) => boolean
+  /**
+   * Lifts a block on every worker at once (in cluster mode: on every instance); false if the
+   * address was not blocked. Throws (or rejects with) a RangeError for a text that is not an
+   * address, and a GatewayError when the fleet's block list cannot be reached.
+   */
+  lift: (ip: string) => boolean | Promise<boolean>
   stats: () => BlockStats
 }
 
@@ -506,7 +510,7 @@ export function createAdminServer (control: GatewayControl, cfg: AdminConfig, op
           const ip = ctx.params[0] as string
           let lifted: boolean
           try {
-            lifted = opts.blocks.lift(ip)
+            lifted = await opts.blocks.lift(ip)
           } catch (err) {
             if (err instanceof RangeError) throw new Problem(400, C_BAD_REQUEST, err.message)
             throw err

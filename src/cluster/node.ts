@@ -2,7 +2,7 @@ import { hostname } from 'node:os'
 import type { Logger } from 'pino'
 import type { Control } from '../control/gateway-control.js'
 import type { HotPath } from '../shared-memory.js'
-import { openChannel } from './channel.js'
+import { DELTAS_CHANNEL_NAME, openChannel } from './channel.js'
 import type { ClusterMessage } from './channel.js'
 import type { ClusterConfig } from './config.js'
 import { FastSync } from './fast-sync.js'
@@ -36,6 +36,7 @@ export class ClusterNode {
   readonly #sub: RedisClient
   readonly #names: ReturnType<typeof names>
   readonly #channel: ReturnType<typeof openChannel>
+  readonly #deltaChannel: ReturnType<typeof openChannel> | undefined
   readonly #fast: FastSync | undefined
   readonly #stateTimer: ReturnType<typeof setInterval>
   #policy: PolicySync | undefined
@@ -56,13 +57,19 @@ export class ClusterNode {
     this.#sub.on('error', () => {})
     this.#redis.on('ready', () => this.#ready())
     this.#redis.on('close', () => { if (this.#up) this.#down(undefined) })
-    this.#sub.on('ready', () => { void this.#policy?.catchUp() })
+    // The subscription back: announcements made while it was down were missed (a block
+    // lift among them), so the block list is read again too.
+    this.#sub.on('ready', () => {
+      void this.#policy?.catchUp()
+      if (this.#up) void this.#replayBlocks()
+    })
     void this.#sub.subscribe(this.#names.policyChannel, this.#names.blocksChannel).catch(() => {})
     this.#sub.on('message', (channel: string, message: string) => this.#onAnnounce(channel, message))
     this.#channel = openChannel((m) => this.#onThreadMessage(m))
     this.#fast = cfg.mode === 'fast'
       ? new FastSync(cfg, this.instanceId, this.#redis, opts.hotPath, this.#log, (ok, err) => { if (ok) this.#ready(); else this.#down(err) })
       : undefined
+    this.#deltaChannel = this.#fast === undefined ? undefined : openChannel((m) => { if (m.type === 'deltas') this.#fast?.add(m.items) }, DELTAS_CHANNEL_NAME)
     this.#stateTimer = setInterval(() => this.#channel.postMessage({ type: 'redis', up: this.#up }), STATE_EVERY_MS)
     this.#stateTimer.unref()
     setClusterGauges({ enabled: true, instanceId: this.instanceId, mode: cfg.mode, redisUp: 0 })
@@ -114,17 +121,22 @@ export class ClusterNode {
       return
     }
     if (channel === this.#names.blocksChannel) {
-      let m: { ip?: unknown, until?: unknown, origin?: unknown }
+      let m: { ip?: unknown, until?: unknown, origin?: unknown, lift?: unknown }
       try { m = JSON.parse(message) as typeof m } catch { return }
-      if (typeof m.ip !== 'string' || typeof m.until !== 'number') return
+      if (typeof m.ip !== 'string') return
+      if (m.lift === true) {
+        if (m.origin !== this.instanceId) countCluster('unblocksReceived')
+        this.#channel.postMessage({ type: 'unblock', ip: m.ip })
+        return
+      }
+      if (typeof m.until !== 'number') return
       if (m.origin !== this.instanceId) countCluster('blocksReceived')
       this.#channel.postMessage({ type: 'block', ip: m.ip, until: m.until })
     }
   }
 
   #onThreadMessage (m: ClusterMessage): void {
-    if (m.type === 'deltas') this.#fast?.add(m.items)
-    else if (m.type === 'stats') addWorkerCounts(m.counts)
+    if (m.type === 'stats') addWorkerCounts(m.counts)
     else if (m.type === 'block-publish') void this.#publishBlock(m.ip, m.until)
   }
 
@@ -141,11 +153,41 @@ export class ClusterNode {
     }
   }
 
-  /** On (re)connect: the blocks still in force, to every thread. */
+  /**
+   * Lift a block fleet-wide (the admin API's DELETE /blocks/:ip): remove the stored entry so
+   * that no (re)connect replays it, and announce the lift so every instance takes the
+   * address out of its table (this one too, through its own subscription). Both in one
+   * MULTI: an entry is never gone from the set without the lift being announced. Resolves
+   * with whether Redis had the entry; rejects when Redis cannot be reached (nothing done).
+   */
+  async unblock (ip: string, asWritten = ip): Promise<boolean> {
+    if (this.#redis.status !== 'ready') throw new Error(`Redis is ${this.#redis.status}`)
+    const r = await this.#redis.multi()
+      // The canonical form, and the text as the admin wrote it (an entry stored by another
+      // version may have another spelling of the address).
+      .zrem(this.#names.blocks, ip, asWritten)
+      .publish(this.#names.blocksChannel, JSON.stringify({ ip, lift: true, origin: this.instanceId }))
+      .exec()
+    const failed = r?.find(([err]) => err !== null)?.[0]
+    if (r === null || failed != null) throw failed ?? new Error('the lift was not applied by Redis')
+    countCluster('unblocksPublished')
+    return Number(r[0]?.[1]) > 0
+  }
+
+  /**
+   * On (re)connect: the blocks still in force, to every thread, and then the whole list
+   * (onFleetSync), so that blocks lifted while this instance did not hear are lifted here.
+   */
   async #replayBlocks (): Promise<void> {
     try {
-      const flat = await this.#redis.zrangebyscore(this.#names.blocks, Date.now(), '+inf', 'WITHSCORES')
-      for (let i = 0; i + 1 < flat.length; i += 2) this.#channel.postMessage({ type: 'block', ip: flat[i] as string, until: Number(flat[i + 1]) })
+      const askedAt = Date.now()
+      const flat = await this.#redis.zrangebyscore(this.#names.blocks, askedAt, '+inf', 'WITHSCORES')
+      const ips: string[] = []
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        ips.push(flat[i] as string)
+        this.#channel.postMessage({ type: 'block', ip: flat[i] as string, until: Number(flat[i + 1]) })
+      }
+      this.#channel.postMessage({ type: 'blocks-in-force', ips, askedAt })
     } catch {}
   }
 
@@ -155,6 +197,7 @@ export class ClusterNode {
     this.#fast?.close()
     if (this.#fast !== undefined) await this.#fast.round().catch(() => {})
     this.#channel.close()
+    this.#deltaChannel?.close()
     closeRedis(this.#sub)
     closeRedis(this.#redis)
   }

@@ -1,6 +1,7 @@
 import { Cluster, Redis } from 'ioredis'
 import type { ClusterConfig } from './config.js'
 import { parseRedisUrl } from './redis-url.js'
+import { clusterTlsOptions } from './tls.js'
 
 /** A standalone/Sentinel connection or a Redis Cluster: both take the same commands. */
 export type RedisClient = Redis | Cluster
@@ -11,6 +12,8 @@ export interface ConnectOptions {
   /** A subscriber connection: no command timeout (it waits for messages). */
   subscriber?: boolean
   connectionName?: string
+  /** ioredis auto-pipelining (default: on for request-path connections; see worker-link.ts). */
+  autoPipelining?: boolean
 }
 
 /**
@@ -29,6 +32,8 @@ function retry (times: number): number {
  */
 export function connectRedis (cfg: ClusterConfig, opts: ConnectOptions): RedisClient {
   const target = parseRedisUrl(cfg.redis)
+  // cluster.tls (a CA, a client certificate): only with a TLS URL (the config check says so).
+  const tls = clusterTlsOptions(cfg.tls)
   const common = {
     enableOfflineQueue: !opts.failFast,
     maxRetriesPerRequest: opts.failFast ? 0 : 1,
@@ -40,7 +45,7 @@ export function connectRedis (cfg: ClusterConfig, opts: ConnectOptions): RedisCl
     retryStrategy: retry,
     autoResubscribe: true,
     // Commands issued in the same tick go out in one write: many requests, one syscall.
-    enableAutoPipelining: opts.failFast && opts.subscriber !== true,
+    enableAutoPipelining: opts.autoPipelining ?? (opts.failFast && opts.subscriber !== true),
     lazyConnect: false
   }
   if (target.kind === 'cluster') {
@@ -51,7 +56,7 @@ export function connectRedis (cfg: ClusterConfig, opts: ConnectOptions): RedisCl
       redisOptions: {
         username: target.username,
         password: target.password,
-        tls: target.tls ? {} : undefined,
+        tls: target.tls ? tls : undefined,
         connectTimeout: common.connectTimeout,
         commandTimeout: common.commandTimeout,
         maxRetriesPerRequest: common.maxRetriesPerRequest,
@@ -68,10 +73,14 @@ export function connectRedis (cfg: ClusterConfig, opts: ConnectOptions): RedisCl
       db: target.db,
       username: target.username,
       password: target.password,
-      tls: target.tls ? {} : undefined
+      // rediss+sentinel://: TLS to the sentinels and to the master they name, same settings.
+      tls: target.tls ? tls : undefined,
+      enableTLSForSentinelMode: target.tls,
+      sentinelTLS: target.tls ? tls : undefined
     })
   }
-  return new Redis(target.url, common)
+  // rediss://: ioredis turns TLS on from the scheme; these are its settings.
+  return new Redis(target.url, /^rediss:/.test(target.url) ? { ...common, tls } : common)
 }
 
 /** Close without waiting for a Redis that may be gone. */

@@ -24,17 +24,17 @@
  * Keys expire when they mean nothing any more (the end of the window, or of the next one for
  * the sliding window, or the TAT).
  */
-export const STRICT_LIMIT = `
-local t = redis.call('TIME')
-local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+/** The decision of one request, as a Lua function: its keys after KEYS[k0], its 4 ARGV per key after ARGV[a0]. */
+const DECIDE = `
+local function decide(k0, n, a0, nowUs)
 local now = math.floor(nowUs / 1000)
 local plan = {}
-for i = 1, #KEYS do
-  local alg = tonumber(ARGV[4 * i - 3])
-  local limit = tonumber(ARGV[4 * i - 2])
-  local W = tonumber(ARGV[4 * i - 1])
-  local burst = tonumber(ARGV[4 * i])
-  local key = KEYS[i]
+for i = 1, n do
+  local alg = tonumber(ARGV[a0 + 4 * i - 3])
+  local limit = tonumber(ARGV[a0 + 4 * i - 2])
+  local W = tonumber(ARGV[a0 + 4 * i - 1])
+  local burst = tonumber(ARGV[a0 + 4 * i])
+  local key = KEYS[k0 + i]
   if alg == 1 then
     local w = math.floor(now / W)
     local v = redis.call('HMGET', key, 'w', 'c')
@@ -85,22 +85,53 @@ for i = 1, #KEYS do
   end
 end
 local out = {1}
-for i = 1, #KEYS do
+for i = 1, n do
   local p = plan[i]
-  local W = tonumber(ARGV[4 * i - 1])
+  local key = KEYS[k0 + i]
+  local W = tonumber(ARGV[a0 + 4 * i - 1])
   if p[1] == 1 then
-    redis.call('HSET', KEYS[i], 'w', p[2], 'c', p[3])
-    redis.call('PEXPIRE', KEYS[i], p[5] + 1000)
+    redis.call('HSET', key, 'w', p[2], 'c', p[3])
+    redis.call('PEXPIRE', key, p[5] + 1000)
   elseif p[1] == 2 then
-    redis.call('HSET', KEYS[i], 'w', p[2], 'c', p[3], 'p', p[6])
-    redis.call('PEXPIRE', KEYS[i], p[5] + W + 1000)
+    redis.call('HSET', key, 'w', p[2], 'c', p[3], 'p', p[6])
+    redis.call('PEXPIRE', key, p[5] + W + 1000)
   else
-    redis.call('SET', KEYS[i], string.format('%.0f', p[2]), 'PX', p[5] + 1000)
+    redis.call('SET', key, string.format('%.0f', p[2]), 'PX', p[5] + 1000)
   end
   out[2 * i] = p[4]
   out[2 * i + 1] = p[5]
 end
 return out
+end
+local t = redis.call('TIME')
+local nowUs = tonumber(t[1]) * 1000000 + tonumber(t[2])
+`
+
+export const STRICT_LIMIT = DECIDE + `return decide(0, #KEYS, 0, nowUs)
+`
+
+/**
+ * Several requests' strict decisions in one script run: what one worker thread collected in
+ * one turn of its event loop (worker-link.ts). Each request is decided as STRICT_LIMIT
+ * decides it, one after the other, in the order given, so each sees the counts of the ones
+ * before it: exactly what the same requests as separate scripts would get (Redis runs one
+ * script at a time either way). All share one Redis TIME, read once.
+ *
+ * KEYS    every request's keys, one after the other
+ * ARGV    for each request: its key count n, then its 4 * n limit arguments
+ * Returns one STRICT_LIMIT reply per request, in order.
+ */
+export const STRICT_LIMIT_BATCH = DECIDE + `local replies = {}
+local k0, a = 0, 1
+local j = 0
+while a <= #ARGV do
+  local n = tonumber(ARGV[a])
+  j = j + 1
+  replies[j] = decide(k0, n, a, nowUs)
+  k0 = k0 + n
+  a = a + 1 + 4 * n
+end
+return replies
 `
 
 /**

@@ -25,6 +25,9 @@ export interface ClusterCounts {
   /** Auto-block entries published by this instance and received from the fleet. */
   blocksPublished: number
   blocksReceived: number
+  /** Block lifts this instance announced (admin API) and received from the fleet. */
+  unblocksPublished: number
+  unblocksReceived: number
 }
 
 export interface ClusterStats extends ClusterCounts {
@@ -38,7 +41,7 @@ export interface ClusterStats extends ClusterCounts {
 }
 
 function zero (): ClusterCounts {
-  return { redisErrors: 0, strictDecisions: 0, redisDownAllowed: 0, redisDownDenied: 0, fastSyncs: 0, fastRemoteHits: 0, policyPublished: 0, policyApplied: 0, policyRefused: 0, blocksPublished: 0, blocksReceived: 0 }
+  return { redisErrors: 0, strictDecisions: 0, redisDownAllowed: 0, redisDownDenied: 0, fastSyncs: 0, fastRemoteHits: 0, policyPublished: 0, policyApplied: 0, policyRefused: 0, blocksPublished: 0, blocksReceived: 0, unblocksPublished: 0, unblocksReceived: 0 }
 }
 
 let pending = zero()

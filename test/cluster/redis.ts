@@ -22,19 +22,23 @@ export interface RunningRedis {
   restart: () => Promise<void>
 }
 
-/** A real redis-server on a free loopback port, no persistence; stopped by PID at teardown. */
-export async function startRedis (t: Tap): Promise<RunningRedis> {
-  const port = await deadPort()
+/**
+ * A real redis-server (or sentinel) process on loopback, no persistence, stopped by PID at
+ * teardown. `args(port)` are its arguments; it is ready when its log prints `ready`.
+ */
+export async function startRedisProcess (t: Tap, args: (port: number) => string[], opts: { ready?: string, cwd?: string, port?: number } = {}): Promise<RunningRedis> {
+  const port = opts.port ?? await deadPort()
+  const ready = opts.ready ?? 'Ready to accept connections'
   let proc: ChildProcess | undefined
   const launch = async (): Promise<void> => {
-    const p = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const p = spawn('redis-server', args(port), { stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd })
     proc = p
     await new Promise<void>((resolve, reject) => {
       let out = ''
       const timer = setTimeout(() => reject(new Error(`redis-server did not start: ${out}`)), 15_000)
       p.stdout?.on('data', (d: Buffer) => {
         out += d.toString()
-        if (out.includes('Ready to accept connections')) { clearTimeout(timer); resolve() }
+        if (out.includes(ready)) { clearTimeout(timer); resolve() }
       })
       p.on('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited ${String(code)}: ${out}`)) })
     })
@@ -46,9 +50,17 @@ export async function startRedis (t: Tap): Promise<RunningRedis> {
     process.kill(p.pid as number, 'SIGKILL')
     await exited
   }
-  await launch()
   t.teardown(stop)
+  await launch()
   return { port, url: `redis://127.0.0.1:${port}`, pid: () => proc?.pid ?? 0, kill: stop, restart: launch }
+}
+
+/** The arguments every test redis-server gets: loopback only, no persistence. */
+export const NO_PERSISTENCE = ['--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'yes']
+
+/** A real redis-server on a free loopback port, no persistence; stopped by PID at teardown. */
+export async function startRedis (t: Tap): Promise<RunningRedis> {
+  return await startRedisProcess(t, (port) => ['--port', String(port), ...NO_PERSISTENCE])
 }
 
 /** A temp dir of its own (several gateways in one test each need one); removed at teardown. */
