@@ -161,7 +161,11 @@ export class GatewayMetrics {
         c('tollgate_cluster_fast_syncs_total', 'Cluster mode: counter synchronisations with Redis (fast)', (s) => s.fastSyncs),
         c('tollgate_cluster_policy_version', 'Cluster mode: the fleet policy version this instance runs', (s) => s.policyVersion, 'gauge'),
         c('tollgate_cluster_policy_applied_total', 'Cluster mode: fleet policy versions applied here', (s) => s.policyApplied),
-        c('tollgate_cluster_policy_refused_total', 'Cluster mode: fleet policy versions this instance refused', (s) => s.policyRefused)
+        c('tollgate_cluster_policy_refused_total', 'Cluster mode: fleet policy versions this instance refused', (s) => s.policyRefused),
+        c('tollgate_cluster_blocks_published_total', 'Cluster mode: auto-blocks this instance announced to the fleet', (s) => s.blocksPublished),
+        c('tollgate_cluster_blocks_received_total', 'Cluster mode: fleet auto-blocks placed here from another instance', (s) => s.blocksReceived),
+        c('tollgate_cluster_unblocks_published_total', 'Cluster mode: block lifts (DELETE /blocks/:ip) this instance announced to the fleet', (s) => s.unblocksPublished),
+        c('tollgate_cluster_unblocks_received_total', 'Cluster mode: fleet block lifts applied here', (s) => s.unblocksReceived)
       )
     }
     for (const f of families) reg.registerMetric(f as never)

@@ -60,6 +60,17 @@ t.test('a block lifted on one instance is lifted on every instance, and stays li
   t.comment(`lifted on A and C ${Math.round(ms)} ms after the DELETE on B`)
   t.equal(await r.zscore('tollgate:blocks', CLIENT), null, 'the stored entry is gone from Redis')
   t.ok(a.lines.some((l) => l.msg === 'cluster: a block lifted by the fleet was lifted here' && l.ip === CLIENT), 'A says it lifted the fleet\'s lift')
+  // The lift is counted where it was announced and where it was applied (the acceptor's
+  // view of the counters is at most a second behind).
+  const metric = async (admin: string, name: string): Promise<number> => {
+    const text = await (await request(`${admin}/metrics`)).body.text()
+    return Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN)
+  }
+  // Two lifts announced by B: the address blocked nowhere (announced all the same: some
+  // instance might hold it) and the client's.
+  await eventually(async () => await metric(b.admin as string, 'tollgate_cluster_unblocks_published_total') === 2, 10_000, 'B counts the lifts it announced')
+  await eventually(async () => await metric(a.admin as string, 'tollgate_cluster_unblocks_received_total') === 2, 10_000, 'A counts the lifts it received')
+  t.pass('/metrics: unblocks published on B, received on A')
   t.equal((await del(a.admin as string, CLIENT)).status, 404, 'a second DELETE (on A) finds nothing left: 404')
 
   // A's connection to Redis is cut and made again: on reconnect it replays what is stored.
