@@ -47,10 +47,27 @@ export function destinationFor (dest: string, configDir: string): DestinationStr
   if (d === undefined) {
     const fd = key === 'stdout' ? 1 : key === 'stderr' ? 2 : key
     const chunk = typeof fd === 'string' && isFileOrAbsent(fd) ? FILE_CHUNK : PIPE_CHUNK
-    d = pino.destination({ dest: fd, sync: false, mkdir: true, ...chunk, periodicFlush: LOG_FLUSH_MS } as Parameters<typeof pino.destination>[0])
+    d = bufferedLines(pino.destination({ dest: fd, sync: false, mkdir: true, ...chunk, periodicFlush: LOG_FLUSH_MS, contentMode: 'buffer' } as Parameters<typeof pino.destination>[0]))
     destinations.set(key, d)
   }
   return d
+}
+
+/**
+ * SonicBoom in its buffer mode, taking the strings pino and the access log write. In its
+ * default (string) mode SonicBoom appends each line to the last pending chunk and measures
+ * that whole chunk (Buffer.byteLength, which first flattens the concatenated string) on
+ * every write: per line, work that grows with the chunk, up to `maxWrite` bytes (measured
+ * in a running gateway with 32 KiB chunks: 6.7–7.7 µs per access-log line). In buffer mode
+ * it keeps each chunk's length as a number and joins the lines once, when the chunk is
+ * written: each line costs its own encoding only (2.8 µs, same measurement).
+ */
+function bufferedLines (boom: DestinationStream): DestinationStream {
+  // The instance's own write (SonicBoom's writeBuffer), typed as what it is in this mode.
+  const writeBuffer = boom.write.bind(boom) as unknown as (b: Buffer) => boolean
+  const writeLine = (line: string | Buffer): boolean => writeBuffer(typeof line === 'string' ? Buffer.from(line) : line)
+  boom.write = writeLine as unknown as DestinationStream['write']
+  return boom
 }
 
 /** A path that is (or will be created as) a regular file, not a FIFO or a device. */

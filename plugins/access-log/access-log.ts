@@ -6,7 +6,7 @@ import { formDecode } from '../../src/query.js'
 import type { PluginRef } from '../../src/config-schema.js'
 import type { PluginApi, PluginHooks, RequestContext } from '../../src/types.js'
 import type { AccessLogConfig } from './schema.js'
-import { accessLine } from './line.js'
+import { accessLine, isoNow } from './line.js'
 import type { AccessFields } from './line.js'
 
 const ALWAYS_REDACTED = ['authorization', 'proxy-authorization', 'cookie', 'set-cookie', 'x-api-key', 'apikey']
@@ -76,7 +76,7 @@ export function createAccessLog (config: AccessLogConfig, api: PluginApi): Plugi
       }
       const fields: AccessFields = {
         level: 30,
-        time: new Date().toISOString(),
+        time: isoNow(),
         id: ctx.id,
         method: ctx.method,
         path: ctx.path,
