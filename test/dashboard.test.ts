@@ -124,6 +124,8 @@ t.test('in Chromium: the page asks for the token, then shows workers, generation
   t.same(await page.locator('#upstream-table tbody tr').first().locator('td').allTextContents(), ['api', up.url, '1', 'healthy', '0'], 'a row per upstream target, with its health')
   await page.waitForFunction(() => document.getElementById('metrics-state')?.textContent === 'metrics: live', undefined, { timeout: 30_000 })
   t.pass("the gateway's own /metrics is read (the page's parsing is checked on known values below)")
+  // The block list is fetched after /metrics within one refresh: wait for it to be drawn.
+  await page.waitForFunction(() => (document.querySelector('#blocked tbody')?.textContent ?? '') !== '', undefined, { timeout: 30_000 })
   t.match(await page.textContent('#blocked tbody'), /no address is blocked/)
 
   // Three strikes from 127.0.0.2 block it; the page shows it at its next refresh.

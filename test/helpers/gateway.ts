@@ -164,9 +164,21 @@ export function rawRequest (port: number, bytes: string | Buffer, ms = 3000): Pr
 
 /** A port nothing listens on (bound, read, closed). */
 export async function deadPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
+  // Below Linux's ephemeral range (32768-60999): every test server listens on port 0 and is
+  // given a port from that range, so a port taken here is never handed to one of them while
+  // a test counts on it being refused (it once went to a test's never-accepting listener,
+  // turning a refusal into a connect timeout). Checked free, then released.
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000)
+    const s = createServer()
+    const free = await new Promise<boolean>((resolve) => {
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (free) {
+      await new Promise<void>((resolve) => s.close(() => resolve()))
+      return port
+    }
+    if (attempt > 50) throw new Error('no free port below the ephemeral range')
+  }
 }
