@@ -64,13 +64,10 @@ class PathRouter<T> {
   }
 
   #lookup (path: string): { store: unknown, params: Record<string, string | undefined> } | null {
-    const table = this.#static
+    const m = this.#static?.find(path)
     // find-my-way answers no match for a path whose escapes do not decode (its decodeURI
-    // throws); the tree is asked, so such a path is no match here too.
-    if (table !== undefined && table.owns(firstSegment(path)) && (!path.includes('%') || decodes(path))) {
-      const m = table.find(path)
-      if (m !== null) return m
-    }
+    // throws): such a path falls to the tree, which gives that answer.
+    if (m != null && (!path.includes('%') || decodes(path))) return m
     return this.#fmw.find('GET', path)
   }
 

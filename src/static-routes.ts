@@ -44,7 +44,6 @@ export class StaticRoutes {
   readonly #exact = new Map<string, string>()
   /** Folded base of a `base/*` pattern -> the pattern as configured. */
   readonly #prefix = new Map<string, string>()
-  readonly #shards = new Set<string>()
   readonly #caseSensitive: boolean
 
   constructor (patterns: readonly string[], caseSensitive: boolean) {
@@ -57,7 +56,6 @@ export class StaticRoutes {
       // The tree refuses a second registration of one (case-folded) pattern; so does this.
       if (map.has(k)) throw new Error(`Method 'GET' already declared for route '${folded}' with constraints '{}'`)
       map.set(k, p)
-      this.#shards.add(firstSegment(folded))
     }
   }
 
@@ -69,15 +67,11 @@ export class StaticRoutes {
     return this.#caseSensitive ? s : s.toLowerCase()
   }
 
-  /** True when the request's first segment (as it came) belongs to this table. */
-  owns (segment: string): boolean {
-    return this.#shards.has(this.#fold(segment))
-  }
-
   /**
    * The exact pattern equal to the path, else the longest `base/*` whose base ends at a
    * slash of the path; null when none. The wildcard's value is the rest of the path (''
-   * for `/orders/`), as find-my-way gives it.
+   * for `/orders/`), as find-my-way gives it. Every pattern held here starts with a shard's
+   * first segment, so a match means the path's first segment is a shard: null otherwise.
    */
   find (path: string): StaticMatch | null {
     const p = this.#fold(path)
