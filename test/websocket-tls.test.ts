@@ -3,15 +3,14 @@
 // 127.0.0.1 with a certificate from a test CA made by openssl at test time.
 import { writeFileSync } from 'node:fs'
 import { createServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import { once } from 'node:events'
 import { join } from 'node:path'
 import t from 'tap'
-import WebSocket, { WebSocketServer } from 'ws'
+import type WebSocket from 'ws'
 import { issue, makeCa } from './helpers/certs.js'
 import { startGateway } from './helpers/gateway.js'
-import { open, within, wsUrl } from './helpers/websocket.js'
+import { open, serveEcho, within, wsUrl } from './helpers/websocket.js'
 
 t.test('wss:// upstream: the right CA connects, a wrong CA or name is 502 GW_UPSTREAM_TLS', async (t) => {
   const ca = makeCa('WS Upstream CA', (fn) => t.teardown(fn))
@@ -26,22 +25,8 @@ t.test('wss:// upstream: the right CA connects, a wrong CA or name is 502 GW_UPS
   const names: Array<string | false> = []
   const server = createServer({ cert: leaf.cert, key: leaf.key })
   server.on('upgrade', (req) => { names.push((req.socket as TLSSocket & { servername?: string | false }).servername ?? false) })
-  const wss = new WebSocketServer({ server })
   const sockets: WebSocket[] = []
-  wss.on('connection', (ws) => {
-    sockets.push(ws)
-    ws.on('message', (data, binary) => ws.send(data, { binary }))
-    ws.on('error', () => {})
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(async () => {
-    for (const s of sockets) s.terminate()
-    wss.close()
-    server.closeAllConnections()
-    await new Promise((resolve) => server.close(resolve))
-  })
-  const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const origin = `https://127.0.0.1:${await serveEcho(t, server, sockets)}`
 
   const gw = await startGateway(t, {
     config: {

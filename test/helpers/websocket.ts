@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer } from 'node:http'
 import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
+import type { Server as HttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 
@@ -29,6 +30,15 @@ export async function startWsUpstream (t: Tap): Promise<WsUpstream> {
     res.end('plain')
   })
   server.on('upgrade', (req: IncomingMessage) => { upgrades.push({ url: req.url ?? '', headers: req.headers }) })
+  const port = await serveEcho(t, server, sockets)
+  return { url: `http://127.0.0.1:${port}`, upgrades, plain, sockets, server }
+}
+
+/**
+ * Make `server` (http or https) a WebSocket echo server on a free 127.0.0.1 port, its
+ * server-side sockets pushed to `sockets`; closed (sockets, server) at teardown.
+ */
+export async function serveEcho (t: Tap, server: Server | HttpsServer, sockets: WebSocket[]): Promise<number> {
   const wss = new WebSocketServer({ server })
   wss.on('connection', (ws) => {
     sockets.push(ws)
@@ -43,7 +53,7 @@ export async function startWsUpstream (t: Tap): Promise<WsUpstream> {
     server.closeAllConnections()
     await new Promise((resolve) => server.close(resolve))
   })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, upgrades, plain, sockets, server }
+  return (server.address() as AddressInfo).port
 }
 
 /** Open a client WebSocket; resolves with it once open, or with the refusal's status and body. */
