@@ -2,25 +2,13 @@
 // other instance refuses the same client too (through Redis: stored and announced by the
 // first, placed into the second's shared block table by its acceptor).
 import t from 'tap'
-import { startUpstream } from '../helpers/gateway.js'
-import { clusterReady, eventually, get, startInDir, startRedis, tempDir } from './redis.js'
+import { clusterReady, eventually, get, guardedFleet, startInDir, startRedis, tempDir } from './redis.js'
 
 t.setTimeout(600_000)
 
 t.test('a block placed on one instance holds on the other', async (t) => {
   const redis = await startRedis(t)
-  // The upstream answers 401 on /bad: every request there is a strike.
-  const up = await startUpstream(t, (req, res) => {
-    res.writeHead(req.url === '/bad' ? 401 : 200, { 'content-type': 'text/plain' })
-    res.end('ok')
-  })
-  const config = (id: string): Record<string, unknown> => ({
-    workers: 1,
-    admin: { port: 0 },
-    cluster: { redis: redis.url, instanceId: id },
-    plugins: [{ name: 'threat-guard', config: { threshold: 3, window: '1h', blockFor: '1h' } }],
-    routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
-  })
+  const config = await guardedFleet(t, redis.url)
   const a = await startInDir(t, tempDir(t), config('ga'))
   const b = await startInDir(t, tempDir(t), config('gb'))
   await Promise.all([a, b].map(clusterReady))

@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { deadPort, startGateway } from '../helpers/gateway.js'
+import { deadPort, startGateway, startUpstream } from '../helpers/gateway.js'
 import type { RunningGateway } from '../helpers/gateway.js'
 
 interface Tap {
@@ -141,4 +141,23 @@ export async function eventually (check: () => Promise<boolean>, ms: number, wha
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
   throw new Error(`not within ${ms} ms: ${what}`)
+}
+
+/**
+ * The fleet-wide auto-block fixture: an upstream that answers 401 on /bad (each such
+ * request a threat-guard strike) and 200 elsewhere, and the config of one instance in front
+ * of it, by instance id (threat-guard: 3 strikes in an hour block the client for an hour).
+ */
+export async function guardedFleet (t: Tap, redisUrl: string): Promise<(id: string) => Record<string, unknown>> {
+  const up = await startUpstream(t, (req, res) => {
+    res.writeHead(req.url === '/bad' ? 401 : 200, { 'content-type': 'text/plain' })
+    res.end('ok')
+  })
+  return (id) => ({
+    workers: 1,
+    admin: { port: 0 },
+    cluster: { redis: redisUrl, instanceId: id },
+    plugins: [{ name: 'threat-guard', config: { threshold: 3, window: '1h', blockFor: '1h' } }],
+    routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
+  })
 }

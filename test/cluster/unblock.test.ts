@@ -6,8 +6,7 @@
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { request } from 'undici'
-import { startUpstream } from '../helpers/gateway.js'
-import { clusterReady, eventually, get, startInDir, startRedis, tempDir } from './redis.js'
+import { clusterReady, eventually, get, guardedFleet, startInDir, startRedis, tempDir } from './redis.js'
 
 t.setTimeout(600_000)
 
@@ -22,17 +21,7 @@ t.test('a block lifted on one instance is lifted on every instance, and stays li
   const redis = await startRedis(t)
   const r = new Redis(redis.url)
   t.teardown(() => { r.disconnect() })
-  const up = await startUpstream(t, (req, res) => {
-    res.writeHead(req.url === '/bad' ? 401 : 200, { 'content-type': 'text/plain' })
-    res.end('ok')
-  })
-  const config = (id: string): Record<string, unknown> => ({
-    workers: 1,
-    admin: { port: 0 },
-    cluster: { redis: redis.url, instanceId: id },
-    plugins: [{ name: 'threat-guard', config: { threshold: 3, window: '1h', blockFor: '1h' } }],
-    routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
-  })
+  const config = await guardedFleet(t, redis.url)
   const a = await startInDir(t, tempDir(t), config('ua'))
   const b = await startInDir(t, tempDir(t), config('ub'))
   await Promise.all([a, b].map(clusterReady))
@@ -108,17 +97,7 @@ t.test('a block lifted on one instance is lifted on every instance, and stays li
 
 t.test('Redis down: the lift is refused whole (503), nothing is lifted', async (t) => {
   const redis = await startRedis(t)
-  const up = await startUpstream(t, (req, res) => {
-    res.writeHead(req.url === '/bad' ? 401 : 200, { 'content-type': 'text/plain' })
-    res.end('ok')
-  })
-  const a = await startInDir(t, tempDir(t), {
-    workers: 1,
-    admin: { port: 0 },
-    cluster: { redis: redis.url, instanceId: 'down1' },
-    plugins: [{ name: 'threat-guard', config: { threshold: 3, window: '1h', blockFor: '1h' } }],
-    routes: [{ name: 'api', match: { path: '/' }, upstream: up.url }]
-  })
+  const a = await startInDir(t, tempDir(t), (await guardedFleet(t, redis.url))('down1'))
   await clusterReady(a)
   for (let i = 0; i < 3; i++) await get(a.url + '/bad')
   t.equal((await get(a.url + '/ok')).status, 403, 'blocked')
