@@ -14,10 +14,11 @@ import { createServer } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { runCaptured, startServer, stopAll } from './lib/children.js'
+import { startServer, stopAll } from './lib/children.js'
+import { runOpenLoop } from './lib/open-loop-process.js'
 import { findLoadTool } from './lib/load.js'
 import type { LoadResult } from './lib/load.js'
-import type { OpenLoopResult, OpenLoopSpec } from './open-loop.js'
+import type { OpenLoopResult } from './open-loop.js'
 import { announcedPort } from './lib/ready.js'
 import { median } from './lib/stats.js'
 import { startTollgateWithConfig } from './lib/tollgate.js'
@@ -51,14 +52,6 @@ function config (upstream: string, cluster: Record<string, unknown> | undefined)
   }
 }
 
-/** The open-loop generator as its own process (as the bench runner runs it). */
-async function openLoop (url: string): Promise<OpenLoopResult> {
-  const spec: OpenLoopSpec = { url, rate: RATE, durationSec: DURATION, connections: CONNECTIONS }
-  const r = await runCaptured(process.execPath, [`${root}/dist/bench/open-loop.js`, JSON.stringify(spec)], (DURATION + 30) * 1000)
-  if (r.code !== 0 || r.timedOut) throw new Error(`the open-loop generator failed: ${r.stderr}`)
-  return JSON.parse(r.stdout) as OpenLoopResult
-}
-
 async function main (): Promise<void> {
   const tool = await findLoadTool(root)
   if (tool === undefined) throw new Error('no load generator: apt-get install -y wrk')
@@ -88,7 +81,7 @@ async function main (): Promise<void> {
       const r = await tool.run(`http://127.0.0.1:${s.port}/`, settings)
       if (r.non2xx > 0 || r.socketErrors.connect + r.socketErrors.read + r.socketErrors.timeout > 0) process.stderr.write(`warning: ${name} round ${round}: ${r.non2xx} non-2xx, socket errors ${JSON.stringify(r.socketErrors)}\n`)
       results[name]?.push(r)
-      const o = await openLoop(`http://127.0.0.1:${s.port}/`)
+      const o = await runOpenLoop(root, { url: `http://127.0.0.1:${s.port}/`, rate: RATE, durationSec: DURATION, connections: CONNECTIONS })
       if (o.errors > 0 || o.completed < o.scheduled) process.stderr.write(`warning: ${name} round ${round} open loop: ${o.errors} errors, ${o.completed} of ${o.scheduled} answered\n`)
       open[name]?.push(o)
     }

@@ -14,10 +14,11 @@ import os from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { authTargets } from './auth-subjects.js'
-import type { OpenLoopResult, OpenLoopSpec } from './open-loop.js'
+import type { OpenLoopResult } from './open-loop.js'
+import { runOpenLoop } from './lib/open-loop-process.js'
 import { findHaproxy } from './peers/haproxy.js'
 import { latencySvg, throughputSvg } from './lib/charts.js'
-import { killAllNow, runCaptured, stopAll, type RunningServer } from './lib/children.js'
+import { killAllNow, stopAll, type RunningServer } from './lib/children.js'
 import { compare } from './lib/compare.js'
 import { findLoadTool, type LoadSettings, type LoadTool } from './lib/load.js'
 import { checkControls, peakRssBytes, preflight, processCpuMs } from './lib/probe.js'
@@ -34,7 +35,6 @@ import { balancingTargets } from './upstream-subjects.js'
 const TARGET_VS_BARE = 0.9
 const MAX_SECONDS = 600
 const SETTLE_MS = 500
-const OPEN_LOOP_OVERRUN_MS = 30_000
 /** The open loop runs only at rates up to this share of the round's closed-loop req/s. */
 const KNEE = 0.8
 /** Warm-up goes on (1 s at a time, up to WARM_CAP_SEC) until this many requests were served. */
@@ -182,14 +182,6 @@ function onSignal (sig: NodeJS.Signals): void {
   setTimeout(() => process.exit(130), 20_000).unref()
 }
 
-async function runOpenLoop (root: string, running: RunningSubject, rate: number, options: Options): Promise<OpenLoopResult> {
-  const spec: OpenLoopSpec = { url: running.url, rate, durationSec: options.load.durationSec, connections: options.load.connections, method: running.method, headers: running.headers, body: running.body }
-  const r = await runCaptured(process.execPath, [`${root}/dist/bench/open-loop.js`, JSON.stringify(spec)], options.load.durationSec * 1000 + OPEN_LOOP_OVERRUN_MS)
-  if (r.timedOut) throw new Error(`the open-loop generator ran past ${options.load.durationSec}s + ${OPEN_LOOP_OVERRUN_MS / 1000}s and was stopped`)
-  if (r.code !== 0) throw new Error(`the open-loop generator failed (${r.signal ?? `code ${r.code}`}): ${r.stderr}`)
-  return JSON.parse(r.stdout) as OpenLoopResult
-}
-
 async function measure (root: string, tool: LoadTool, options: Options, record: SubjectRecord, running: RunningSubject, round: number): Promise<void> {
   const load = { ...options.load, headers: running.headers, method: running.method, body: running.body }
   if (options.warmupSec > 0) {
@@ -228,7 +220,7 @@ async function measure (root: string, tool: LoadTool, options: Options, record: 
       log(`  ${''.padEnd(26)} ${note}`)
       continue
     }
-    const o = await runOpenLoop(root, running, rate, options)
+    const o = await runOpenLoop(root, { url: running.url, rate, durationSec: options.load.durationSec, connections: options.load.connections, method: running.method, headers: running.headers, body: running.body })
     const bad = o.errors + Object.entries(o.statuses).filter(([s]) => s !== '200').reduce((n, [, c]) => n + c, 0)
     log(`  ${''.padEnd(26)} open ${rate}/s: p50 ${(o.latencyUs.p50 / 1000).toFixed(2)}ms  p99 ${(o.latencyUs.p99 / 1000).toFixed(2)}ms  p99.9 ${(o.latencyUs.p999 / 1000).toFixed(2)}ms  max ${(o.latencyUs.max / 1000).toFixed(2)}ms  (generator lag p50 ${(o.medianSendLagUs / 1000).toFixed(2)}ms)`
       + (bad > 0 ? `  (${bad} errors/non-200)` : ''))
